@@ -1,0 +1,19 @@
+"""numloss: fused, Numba-compiled classification losses for NumPy on the CPU.
+
+Every loss has ``NAME(...) -> loss`` and ``NAME_with_grad(..., out=None) ->
+(loss, grad)``; see ``shared/SPEC.md`` and the README.
+"""
+
+from . import nn
+from .sigmoid import sigmoid_cross_entropy, sigmoid_cross_entropy_with_grad
+from .softmax import softmax_cross_entropy, softmax_cross_entropy_with_grad
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "nn",
+    "sigmoid_cross_entropy",
+    "sigmoid_cross_entropy_with_grad",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_with_grad",
+]

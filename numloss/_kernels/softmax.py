@@ -1,0 +1,306 @@
+"""Fused softmax cross-entropy kernels: loss and gradient in one pass per row.
+
+Shapes: ``x`` and ``grad`` are ``(N, C)`` C-contiguous arrays of float32 or
+float64 (``grad`` may be ``x`` itself for the in-place form, or a ``(0, C)``
+array when no gradient is wanted); ``row_loss`` is ``(N,)`` float64.
+
+Per row ``i`` with (softcapped) logits ``x'``, ``m = max x'``,
+``s = sum_c exp(x'_c - m)``, ``lse = m + log s``, ``p = softmax(x')`` and a
+target distribution ``q`` (class weights folded in):
+
+    row_loss[i] = sum_c q_c (lse - x'_c) + z_loss * w_i * lse**2
+    grad[i, j]  = ((sum_c q_c + 2 z_loss w_i lse) p_j - q_j) * dx'_j/dx_j * inv_denom
+
+where ``w_i`` is the sample's weight (``weight[target]`` for class indices,
+1 for probability targets).  Each row is read three times while it is in
+cache (max, sum of exponentials, gradient) and the gradient is written once.
+``lse - x'_c`` is formed as ``(m - x'_c) + log s`` so nothing cancels for
+large logits, and terms with ``q_c == 0`` are skipped so a masked (``-inf``)
+class contributes 0 rather than ``0 * inf``.
+
+With ``eps > 0`` (the seed's clipped mode) every probability is clipped to
+``[eps, 1 - eps]`` before it enters ``-sum q log p`` and ``p - q``.
+"""
+
+import math
+
+import numpy as np
+from numba import prange
+
+from ._jit import jit, jit_inline, jit_parallel
+from ._math import cast_like, exp, maxnum, tanh_and_sech2
+
+
+@jit_inline
+def _capped(v, softcap):
+    """``softcap * tanh(v / softcap)``; -inf stays -inf, +inf becomes NaN."""
+    th, _ = tanh_and_sech2(v / softcap)
+    c = softcap * th
+    c = c if v > -np.inf else v
+    return c if v < np.inf else v - v
+
+
+@jit_inline
+def _row_max(x):
+    m = x[0]
+    for j in range(x.shape[0]):
+        m = maxnum(m, x[j])
+    return m
+
+
+@jit_inline
+def _clip_probability(p, eps, one_minus_eps):
+    # Written so that a NaN passes through both comparisons unchanged.
+    p = eps if p < eps else p
+    return one_minus_eps if p > one_minus_eps else p
+
+
+@jit_inline
+def _softmax_row_int(x, g, want_grad, y, weight, ls, z, softcap, eps, inv_denom):
+    """Loss of one row with class index ``y``; writes ``g`` if ``want_grad``.
+
+    ``q_c = (1 - ls) w_y [c == y] + ls w_c / K [x_c > -inf]``, ``K`` the
+    number of unmasked classes (PyTorch's definition when nothing is masked).
+    Returns the row's loss (float64).
+    """
+    C = x.shape[0]
+    x0 = x[0]
+    zero = cast_like(0.0, x0)
+    one = cast_like(1.0, x0)
+    w_y = weight[y]
+    use_cap = softcap > 0.0
+    capt = cast_like(softcap, x0)
+    m = _row_max(x)
+    if use_cap:
+        m = _capped(m, capt)
+
+    s = 0.0
+    k_unmasked = 0
+    w_unmasked = 0.0
+    w_dist = 0.0  # sum over unmasked c of w_c (m - x'_c)
+    if not use_cap and ls == 0.0:
+        for j in range(C):
+            s += exp(x[j] - m)
+    else:
+        for j in range(C):
+            v = x[j]
+            if use_cap:
+                v = _capped(v, capt)
+            s += exp(v - m)
+            if ls > 0.0 and x[j] > -np.inf:
+                k_unmasked += 1
+                w_unmasked += weight[j]
+                w_dist += weight[j] * (m - v)
+
+    log_s = math.log(s)
+    lse = m + log_s
+    x_y = x[y]
+    if use_cap:
+        x_y = _capped(x_y, capt)
+    nll = (m - x_y) + log_s
+    if eps > 0.0:
+        log_lo = math.log(eps)
+        log_hi = math.log1p(-eps)
+        lp = -nll
+        lp = log_lo if lp < log_lo else lp
+        lp = log_hi if lp > log_hi else lp
+        nll = -lp
+    ls_over_k = ls / k_unmasked if ls > 0.0 else 0.0
+    loss = (1.0 - ls) * w_y * nll
+    if ls > 0.0:
+        loss += ls_over_k * (w_dist + log_s * w_unmasked)
+    if z > 0.0:
+        loss += z * w_y * lse * lse
+
+    if want_grad:
+        coef_total = (1.0 - ls) * w_y + ls_over_k * w_unmasked + 2.0 * z * w_y * lse
+        scale = cast_like(coef_total / s * inv_denom, x0)
+        smooth = cast_like(ls_over_k * inv_denom, x0)
+        if eps > 0.0:
+            epst = cast_like(eps, x0)
+            hit = one - epst
+            inv_s = cast_like(1.0 / s, x0)
+            wsc = cast_like(w_y * inv_denom, x0)
+            for j in range(C):
+                g[j] = _clip_probability(exp(x[j] - m) * inv_s, epst, hit) * wsc
+        elif not use_cap and ls == 0.0:
+            for j in range(C):
+                g[j] = exp(x[j] - m) * scale
+        else:
+            for j in range(C):
+                v = x[j]
+                d = one
+                if use_cap:
+                    th, d = tanh_and_sech2(v / capt)
+                    c = capt * th
+                    c = c if v > -np.inf else v
+                    v = c if v < np.inf else v - v
+                gj = exp(v - m) * scale
+                if ls > 0.0:
+                    gj -= smooth * cast_like(weight[j], x0) if x[j] > -np.inf else zero
+                g[j] = gj * d
+        # the one-hot part of q: -(1 - ls) w_y at the target, times dx'/dx
+        d_y = one
+        if use_cap:
+            _, d_y = tanh_and_sech2(x[y] / capt)
+        g[y] -= cast_like((1.0 - ls) * w_y * inv_denom, x0) * d_y
+    return loss
+
+
+@jit_inline
+def _softmax_row_prob(x, g, want_grad, t, weight, ls, z, softcap, eps, inv_denom):
+    """Loss of one row with a target distribution ``t`` (a row of floats).
+
+    ``q_c = w_c ((1 - ls) t_c + ls / K [x_c > -inf])``.  Returns the row's
+    loss (float64).
+    """
+    C = x.shape[0]
+    x0 = x[0]
+    zero = cast_like(0.0, x0)
+    one = cast_like(1.0, x0)
+    use_cap = softcap > 0.0
+    capt = cast_like(softcap, x0)
+    m = _row_max(x)
+    if use_cap:
+        m = _capped(m, capt)
+    k_unmasked = 0
+    if ls > 0.0:
+        for j in range(C):
+            k_unmasked += 1 if x[j] > -np.inf else 0
+    ls_over_k = ls / k_unmasked if ls > 0.0 else 0.0
+
+    s = 0.0
+    q_total = 0.0
+    q_dist = 0.0  # sum_c q_c (m - x'_c), terms with q_c == 0 skipped
+    for j in range(C):
+        v = x[j]
+        if use_cap:
+            v = _capped(v, capt)
+        s += exp(v - m)
+        q = (1.0 - ls) * t[j]
+        if ls > 0.0 and x[j] > -np.inf:
+            q += ls_over_k
+        q *= weight[j]
+        q_total += q
+        q_dist += q * (m - v) if q != 0.0 else 0.0
+
+    log_s = math.log(s)
+    lse = m + log_s
+    inv_s = 1.0 / s
+    if eps > 0.0:
+        # -sum q_c log(clip(p_c)); log p_c = (x_c - m) - log s, clipped in log space
+        log_lo = math.log(eps)
+        log_hi = math.log1p(-eps)
+        loss = 0.0
+        for j in range(C):
+            q = t[j] * weight[j]
+            lp = (x[j] - m) - log_s
+            lp = log_lo if lp < log_lo else lp
+            lp = log_hi if lp > log_hi else lp
+            loss -= q * lp if q != 0.0 else 0.0
+    else:
+        loss = q_dist + q_total * log_s + z * lse * lse
+
+    if want_grad:
+        if eps > 0.0:
+            epst = cast_like(eps, x0)
+            hit = one - epst
+            inv_st = cast_like(inv_s, x0)
+            qt = cast_like(q_total * inv_denom, x0)
+            invd = cast_like(inv_denom, x0)
+            for j in range(C):
+                p = _clip_probability(exp(x[j] - m) * inv_st, epst, hit)
+                g[j] = p * qt - cast_like(t[j] * weight[j], x0) * invd
+        else:
+            scale = cast_like((q_total + 2.0 * z * lse) * inv_s * inv_denom, x0)
+            invd = cast_like(inv_denom, x0)
+            one_minus_ls = cast_like(1.0 - ls, x0)
+            lsk = cast_like(ls_over_k, x0)
+            for j in range(C):
+                v = x[j]
+                d = one
+                if use_cap:
+                    th, d = tanh_and_sech2(v / capt)
+                    c = capt * th
+                    c = c if v > -np.inf else v
+                    v = c if v < np.inf else v - v
+                q = one_minus_ls * cast_like(t[j], x0)
+                if ls > 0.0:
+                    q += lsk if x[j] > -np.inf else zero
+                q *= cast_like(weight[j], x0)
+                g[j] = (exp(v - m) * scale - q * invd) * d
+    return loss
+
+
+# ------------------------------------------------------------ row-range loops
+# One serial and one parallel loop per target kind.  They are distinct
+# functions (not one function compiled twice) because Numba's disk cache does
+# not tell a parallel=True and a parallel=False compile of the same function
+# apart.  Every iteration writes only its own row of ``grad`` and
+# ``row_loss``; the reduction over rows happens afterwards, serially.
+
+
+@jit
+def softmax_ce_int_serial(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, grad, row_loss):
+    want_grad = grad.shape[0] == x.shape[0]
+    for i in range(x.shape[0]):
+        y = target[i]
+        if y == ignore_index:
+            row_loss[i] = 0.0
+            if want_grad:
+                grad[i, :] = 0
+            continue
+        row_loss[i] = _softmax_row_int(
+            x[i], grad[i] if want_grad else x[i], want_grad, y, weight, ls, z, softcap, eps, inv_denom
+        )
+
+
+@jit_parallel
+def softmax_ce_int_parallel(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, grad, row_loss):
+    want_grad = grad.shape[0] == x.shape[0]
+    for i in prange(x.shape[0]):
+        y = target[i]
+        if y == ignore_index:
+            row_loss[i] = 0.0
+            if want_grad:
+                grad[i, :] = 0
+            continue
+        row_loss[i] = _softmax_row_int(
+            x[i], grad[i] if want_grad else x[i], want_grad, y, weight, ls, z, softcap, eps, inv_denom
+        )
+
+
+@jit
+def softmax_ce_prob_serial(x, target, weight, ls, z, softcap, eps, inv_denom, grad, row_loss):
+    want_grad = grad.shape[0] == x.shape[0]
+    for i in range(x.shape[0]):
+        row_loss[i] = _softmax_row_prob(
+            x[i], grad[i] if want_grad else x[i], want_grad, target[i], weight, ls, z, softcap, eps, inv_denom
+        )
+
+
+@jit_parallel
+def softmax_ce_prob_parallel(x, target, weight, ls, z, softcap, eps, inv_denom, grad, row_loss):
+    want_grad = grad.shape[0] == x.shape[0]
+    for i in prange(x.shape[0]):
+        row_loss[i] = _softmax_row_prob(
+            x[i], grad[i] if want_grad else x[i], want_grad, target[i], weight, ls, z, softcap, eps, inv_denom
+        )
+
+
+@jit
+def int_target_denominator(target, weight, ignore_index, num_classes):
+    """``(first bad position or -1, sum of weight[target] over kept samples)``.
+
+    Run before any kernel writes, so a bad class index raises with nothing
+    half-written.
+    """
+    total = 0.0
+    for i in range(target.shape[0]):
+        y = target[i]
+        if y == ignore_index:
+            continue
+        if y < 0 or y >= num_classes:
+            return i, total
+        total += weight[y]
+    return -1, total

@@ -1,0 +1,106 @@
+"""When numloss runs a kernel on several threads, and on which threading layer.
+
+Numba has three threading layers (numba docs, "The Threading Layers"):
+
+* ``tbb``: safe for concurrent calls from many Python threads and after
+  ``os.fork()``.
+* ``omp`` (GNU OpenMP, what a fresh ``pip install numba`` gets on Linux):
+  thread-safe, but a forked child that enters a parallel region dies.
+* ``workqueue``: not thread-safe; concurrent parallel calls abort.
+
+numloss depends on the ``tbb`` wheel and makes Numba able to use it: the
+wheel puts ``libtbb.so.12`` in the environment's ``lib/``, which the dynamic
+loader does not search, so Numba would silently fall back to OpenMP.  Before
+the first parallel call numloss loads that library with ``RTLD_GLOBAL`` (only
+when the user has not chosen a layer with ``NUMBA_THREADING_LAYER``), so
+Numba's default priority (tbb, omp, workqueue) then picks ``tbb``.
+
+Whatever layer is in use, numloss stays safe:
+
+* in a forked child, parallel kernels are used only under ``tbb``; under the
+  other layers the child runs the serial kernels;
+* under ``workqueue``, parallel calls are serialised by a lock.
+
+Small inputs always run serially: launching threads costs more than it saves.
+"""
+
+import ctypes
+import os
+import sys
+import threading
+
+import numba
+
+#: Below this many logits a kernel runs on the calling thread only.
+PARALLEL_MIN_ELEMENTS = 1 << 15
+
+_state = {"layer": None, "forked": False}
+_init_lock = threading.Lock()
+_workqueue_lock = threading.Lock()
+
+
+def _after_fork_in_child():
+    _state["forked"] = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _tbb_candidates():
+    seen = []
+    for prefix in (sys.prefix, sys.base_prefix, sys.exec_prefix):
+        path = os.path.join(prefix, "lib", "libtbb.so.12")
+        if path not in seen:
+            seen.append(path)
+    return seen
+
+
+def preload_tbb():
+    """Load the tbb wheel's ``libtbb.so.12`` globally; True if it loaded."""
+    for path in _tbb_candidates():
+        if os.path.exists(path):
+            try:
+                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+                return True
+            except OSError:
+                continue
+    return False
+
+
+def threading_layer():
+    """The Numba threading layer numloss's parallel kernels run on.
+
+    Starts Numba's thread pool on first use (after making ``tbb`` loadable).
+    """
+    if _state["layer"] is None:
+        with _init_lock:
+            if _state["layer"] is None:
+                if numba.config.THREADING_LAYER == "default":
+                    preload_tbb()
+                from numba.np.ufunc.parallel import _launch_threads
+
+                _launch_threads()
+                _state["layer"] = numba.threading_layer()
+    return _state["layer"]
+
+
+def use_parallel(num_elements, num_rows):
+    """Whether a kernel over ``num_elements`` logits should use threads."""
+    if num_rows < 2 or num_elements < PARALLEL_MIN_ELEMENTS:
+        return False
+    if numba.get_num_threads() < 2:
+        return False
+    layer = threading_layer()
+    if _state["forked"] and layer != "tbb":
+        return False
+    return True
+
+
+def run(serial_kernel, parallel_kernel, parallel, *args):
+    """Call the parallel kernel when ``parallel`` is true, else the serial one."""
+    if not parallel:
+        return serial_kernel(*args)
+    if _state["layer"] == "workqueue":
+        with _workqueue_lock:
+            return parallel_kernel(*args)
+    return parallel_kernel(*args)

@@ -1,0 +1,169 @@
+"""Argument checking shared by every public wrapper.
+
+Each check raises before any output is written, with a message that names
+the argument and the offending value or shapes: ``TypeError`` for a logits
+dtype numloss does not compute in, ``IndexError`` for a class index outside
+``[0, C)``, ``ValueError`` for everything else.
+"""
+
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def float_array(value, name="logits"):
+    """``value`` as a float32/float64 ndarray (never copied if it is one)."""
+    arr = np.asarray(value)
+    if arr.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} has dtype {arr.dtype}; numloss computes in float32 or float64: "
+            f"cast it first, e.g. {name}.astype(np.float32)"
+        )
+    return arr
+
+
+def reduction(value):
+    if not isinstance(value, str) or value not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of 'mean', 'sum', 'none'; got {value!r}")
+    return value
+
+
+def _real(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number; got {value!r}")
+    value = float(value)
+    if value != value:
+        raise ValueError(f"{name} must not be NaN")
+    return value
+
+
+def eps(value):
+    value = _real(value, "eps")
+    if not 0.0 <= value < 0.5:
+        raise ValueError(f"eps must be in [0, 0.5); got {value!r}")
+    return value
+
+
+def label_smoothing(value):
+    value = _real(value, "label_smoothing")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1]; got {value!r}")
+    return value
+
+
+def z_loss(value):
+    value = _real(value, "z_loss")
+    if not (value >= 0.0 and value < np.inf):
+        raise ValueError(f"z_loss must be a finite number >= 0; got {value!r}")
+    return value
+
+
+def softcap(value):
+    """``None`` -> 0.0 (no capping), else a finite positive float."""
+    if value is None:
+        return 0.0
+    value = _real(value, "softcap")
+    if not (0.0 < value < np.inf):
+        raise ValueError(f"softcap must be None or a finite number > 0; got {value!r}")
+    return value
+
+
+def normalizer(value):
+    if value is None:
+        return None
+    value = _real(value, "normalizer")
+    if not (0.0 < value < np.inf):
+        raise ValueError(f"normalizer must be None or a finite number > 0; got {value!r}")
+    return value
+
+
+def eps_combinations(eps_value, ls=0.0, z=0.0, cap=0.0):
+    if eps_value > 0.0:
+        used = [name for name, v in (("label_smoothing", ls), ("z_loss", z), ("softcap", cap)) if v]
+        if used:
+            raise ValueError(
+                f"eps={eps_value!r} (the seed's clipped log-loss) cannot be combined with "
+                f"{', '.join(used)}; use eps=0.0 for those options"
+            )
+
+
+def ignore_index(value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"ignore_index must be an integer; got {value!r}")
+    return int(value)
+
+
+def class_weights(weight, num_classes, name="weight"):
+    """Per-class weights as a float64 ``(C,)`` array (ones when ``None``)."""
+    if weight is None:
+        return np.ones(num_classes, dtype=np.float64)
+    w = np.asarray(weight)
+    if w.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be a numeric array; got dtype {w.dtype}")
+    if w.shape != (num_classes,):
+        raise ValueError(f"{name} must have shape ({num_classes},) (one weight per class); got {w.shape}")
+    return np.ascontiguousarray(w, dtype=np.float64)
+
+
+def class_indices(target, expected_shape, num_classes, ignore):
+    """Integer class indices as a flat int64 array, range-checked.
+
+    Raises ``IndexError`` for an index outside ``[0, C)`` that is not
+    ``ignore_index`` (naming the first such value and its position).
+    """
+    t = np.asarray(target)
+    if t.shape != tuple(expected_shape):
+        raise ValueError(
+            f"target of class indices must have the logits' shape without the class axis, "
+            f"{tuple(expected_shape)}; got {t.shape}"
+        )
+    flat = t.reshape(-1)
+    if t.dtype.kind == "u" and flat.size and flat.max() > np.iinfo(np.int64).max:
+        pos = int(np.argmax(flat > np.iinfo(np.int64).max))
+        raise IndexError(
+            f"target holds class index {flat[pos]} at flat position {pos}, outside [0, {num_classes})"
+        )
+    return np.ascontiguousarray(flat, dtype=np.int64)
+
+
+def raise_bad_index(target_flat, pos, num_classes, ignore):
+    raise IndexError(
+        f"target holds class index {int(target_flat[pos])} at flat position {pos}, "
+        f"outside [0, {num_classes}) and not ignore_index={ignore}"
+    )
+
+
+def out_array(out, logits, inputs):
+    """Check ``out`` for a gradient of ``logits``' shape and dtype.
+
+    ``out`` may be ``logits`` itself (in place) or an array sharing no
+    memory with any of ``inputs``.
+    """
+    if not isinstance(out, np.ndarray):
+        raise ValueError(f"out must be a numpy.ndarray; got {type(out).__name__}")
+    if out.shape != logits.shape or out.dtype != logits.dtype:
+        raise ValueError(
+            f"out must have the logits' shape {logits.shape} and dtype {logits.dtype}; "
+            f"got shape {out.shape} and dtype {out.dtype}"
+        )
+    if not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous; got strides {out.strides} for shape {out.shape}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only; pass a writable array")
+    if out is logits:
+        return out
+    for name, arr in inputs:
+        if isinstance(arr, np.ndarray) and arr.size and out.size and np.may_share_memory(out, arr):
+            try:
+                overlap = np.shares_memory(out, arr, max_work=100_000)
+            except np.exceptions.TooHardError:
+                overlap = True
+            if overlap:
+                raise ValueError(
+                    f"out shares memory with {name}; pass out={name} for the in-place form "
+                    f"(logits only) or an array that overlaps no input"
+                )
+    return out

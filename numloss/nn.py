@@ -1,0 +1,109 @@
+"""Seed-compatible modules for a from-scratch training loop.
+
+The classes mirror the seed's (the from-scratch deep-learning series in
+``shared/seed``): ``forward(x, label_onehot)`` returns a Python float,
+``backward()`` returns the gradient with respect to ``x`` in ``x``'s dtype.
+Values are the seed's: the loss is summed over classes and divided by the
+batch size (``x.shape[0]``), probabilities are clipped to ``[eps, 1 - eps]``
+and the gradient is ``(p - y) / batch_size``.  They run on the same fused
+kernels as :func:`numloss.sigmoid_cross_entropy_with_grad` and
+:func:`numloss.softmax_cross_entropy_with_grad` (``eps`` mode, ``normalizer``
+= batch size), so forward computes the gradient too and backward returns it.
+"""
+
+import numpy as np
+
+from .sigmoid import sigmoid_cross_entropy_with_grad
+from .softmax import softmax_cross_entropy_with_grad
+
+
+class Parameter:
+    """A trainable array ``data`` and its gradient ``grad`` (zeros like ``data`` by default)."""
+
+    def __init__(self, data, grad=None):
+        self.data = np.asarray(data)
+        self.grad = np.zeros_like(self.data) if grad is None else np.asarray(grad)
+
+    def __repr__(self):
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class: holds ``params`` (a list of :class:`Parameter`) and ``weight_decay``."""
+
+    def __init__(self, params=(), weight_decay=0.0):
+        self.params = list(params)
+        self.weight_decay = weight_decay
+
+    def decay_backward(self):
+        """L2 weight decay: ``p.grad += weight_decay * p.data`` for every parameter."""
+        for p in self.params:
+            p.grad += self.weight_decay * p.data
+
+
+def _batch_size(x):
+    x = np.asarray(x)
+    if x.ndim < 1 or x.shape[0] == 0:
+        raise ValueError(f"x must have a non-empty batch axis 0; got shape {x.shape}")
+    return x.shape[0]
+
+
+class SigmoidCrossEntropy(Module):
+    """The seed's ``SigmoidCrossEntropy``: clipped binary cross-entropy with weight decay.
+
+    ``forward(x, y) = -sum(y log p + (1 - y) log(1 - p)) / batch_size`` with
+    ``p = clip(sigmoid(x), eps, 1 - eps)``; ``backward()`` applies weight
+    decay to ``params`` and returns ``(p - y) / batch_size``.
+    """
+
+    def __init__(self, params=(), weight_decay=1e-5, eps=1e-6):
+        super().__init__(params, weight_decay)
+        self.eps = eps
+        self._grad = None
+
+    def forward(self, x, label_onehot):
+        self.batch_size = _batch_size(x)
+        loss, self._grad = sigmoid_cross_entropy_with_grad(
+            x, label_onehot, eps=self.eps, reduction="mean", normalizer=self.batch_size
+        )
+        return float(loss)
+
+    __call__ = forward
+
+    def backward(self):
+        if self._grad is None:
+            raise RuntimeError("backward() called before forward()")
+        self.decay_backward()
+        return self._grad
+
+
+class SoftmaxCrossEntropy(Module):
+    """The seed's ``SoftmaxCrossEntropy``: clipped softmax cross-entropy over axis 1.
+
+    ``forward(x, y) = -sum(y log p) / batch_size`` with ``p = clip(softmax(x),
+    eps, 1 - eps)``; ``backward()`` returns ``(p - y) / batch_size`` (the seed
+    misspells ``batch_size`` there; this one works).
+    """
+
+    def __init__(self, eps=1e-6):
+        super().__init__()
+        self.eps = eps
+        self._grad = None
+
+    def forward(self, x, label_onehot):
+        self.batch_size = _batch_size(x)
+        x = np.asarray(x)
+        y = np.asarray(label_onehot)
+        if y.dtype.kind != "f":
+            y = y.astype(x.dtype if x.dtype.kind == "f" else np.float64)
+        loss, self._grad = softmax_cross_entropy_with_grad(
+            x, y, eps=self.eps, axis=1, reduction="mean", normalizer=self.batch_size
+        )
+        return float(loss)
+
+    __call__ = forward
+
+    def backward(self):
+        if self._grad is None:
+            raise RuntimeError("backward() called before forward()")
+        return self._grad

@@ -1,0 +1,203 @@
+"""Sigmoid (binary) cross-entropy: public wrappers around the fused kernels."""
+
+import numpy as np
+
+from . import _parallel
+from . import _validate as V
+from ._kernels import sigmoid as K
+
+
+def broadcast_weight(value, shape, dtype, name):
+    """A weight broadcastable to ``shape`` as a ``(R, Cw)`` array, R in {1, N}, Cw in {1, C}.
+
+    Weights that vary along the last axis and/or along all leading axes
+    together are passed as they are; any other broadcast pattern (e.g.
+    ``(A, 1, C)`` against ``(A, B, C)``) is materialised to the full shape.
+    """
+    shape2 = shape if len(shape) else (1,)
+    N = int(np.prod(shape2[:-1], dtype=np.int64))
+    C = shape2[-1]
+    if value is None:
+        return np.ones((1, 1), dtype=dtype)
+    w = np.asarray(value)
+    if w.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be numeric; got dtype {w.dtype}")
+    try:
+        full = np.broadcast_shapes(w.shape, shape)
+    except ValueError:
+        full = None
+    if full != tuple(shape) or w.ndim > len(shape2):
+        raise ValueError(f"{name} of shape {w.shape} does not broadcast to the logits' shape {tuple(shape)}")
+    w = w.reshape((1,) * (len(shape2) - w.ndim) + w.shape)
+    lead, last = w.shape[:-1], w.shape[-1]
+    if all(d == 1 for d in lead):
+        rows = 1
+    elif lead == tuple(shape2[:-1]):
+        rows = N
+    else:
+        w = np.broadcast_to(w, shape2)
+        rows, last = N, C
+    return np.ascontiguousarray(w.reshape(rows, last), dtype=dtype)
+
+
+def _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer):
+    x = V.float_array(logits)
+    reduction = V.reduction(reduction)
+    eps = V.eps(eps)
+    norm = V.normalizer(normalizer)
+    t = np.asarray(target)
+    if t.dtype.kind not in "biuf":
+        raise ValueError(f"target must be bool, integer or float; got dtype {t.dtype}")
+    if t.shape != x.shape:
+        raise ValueError(f"target must have the logits' shape {x.shape}; got {t.shape}")
+    shape2 = x.shape if x.ndim else (1,)
+    C = shape2[-1]
+    N = int(np.prod(shape2[:-1], dtype=np.int64))
+    w = broadcast_weight(weight, x.shape, x.dtype, "weight")
+    pw = broadcast_weight(pos_weight, x.shape, x.dtype, "pos_weight")
+    t2 = np.ascontiguousarray(t).reshape(N, C)
+    if t2.dtype.kind == "f" and t2.dtype not in V.FLOAT_DTYPES:
+        t2 = t2.astype(x.dtype)
+    count = float(x.size)
+    if reduction == "mean":
+        denom = norm if norm is not None else count
+        inv_denom = 1.0 / denom if denom != 0 else np.inf
+    else:
+        denom, inv_denom = 1.0, 1.0
+    return dict(x=x, N=N, C=C, target=t2, raw_target=t, weight=w, pos_weight=pw, eps=eps,
+                reduction=reduction, denom=denom, inv_denom=inv_denom)
+
+
+def _run(p, x2, grad2):
+    N, C = p["N"], p["C"]
+    row_loss = np.empty(N, dtype=np.float64)
+    if p["reduction"] == "none":
+        elem = np.empty((N, C), dtype=x2.dtype)
+    else:
+        elem = np.empty((0, C), dtype=x2.dtype)
+    if N * C == 0:
+        row_loss[:] = 0.0
+    else:
+        _parallel.run(
+            K.sigmoid_ce_serial, K.sigmoid_ce_parallel, _parallel.use_parallel(N * C, N),
+            x2, p["target"], p["weight"], p["pos_weight"], p["eps"], p["inv_denom"], grad2, elem, row_loss,
+        )
+    if p["reduction"] == "none":
+        return elem.reshape(p["x"].shape)
+    total = row_loss.sum()
+    if p["reduction"] == "mean":
+        total = total / p["denom"] if p["denom"] != 0 else np.float64(np.nan)
+    return p["x"].dtype.type(total)
+
+
+def _as_2d(x, N, C):
+    return x.reshape(N, C) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(N, C)
+
+
+def sigmoid_cross_entropy(logits, target, *, weight=None, pos_weight=None, eps=0.0, reduction="mean",
+                          normalizer=None):
+    r"""Sigmoid (binary) cross-entropy from logits, elementwise.
+
+    .. math::
+
+        \ell = -w\,\big(p_w\, t \log\sigma(x) + (1 - t) \log(1 - \sigma(x))\big)
+             = w\,\big(p_w\, t\, \mathrm{softplus}(-x) + (1 - t)\,\mathrm{softplus}(x)\big)
+
+    computed from the logits in the softplus form (finite for every finite
+    input; ``-inf`` with ``t = 0`` is a loss of 0).
+
+    Parameters
+    ----------
+    logits : array_like, float32 or float64, any shape
+    target : array_like of the logits' shape
+        bool, integer or float in [0, 1] (soft labels allowed; not
+        range-checked, as PyTorch).
+    weight, pos_weight : array_like, optional
+        Broadcast to the logits' shape (PyTorch's ``weight`` and
+        ``pos_weight``; ``pos_weight`` usually has shape ``(C,)``).
+    eps : float in [0, 0.5)
+        ``eps > 0`` reproduces the seed's clipped log-loss: ``sigma`` is
+        clipped to ``[eps, 1 - eps]`` in the loss and in the gradient.
+    reduction : {"mean", "sum", "none"}
+        "mean" divides by the number of elements (as PyTorch, whatever the
+        weights); "none" returns the per-element losses.
+    normalizer : float > 0, optional
+        Replaces the denominator of "mean".
+
+    Returns
+    -------
+    loss : NumPy scalar of the logits' dtype, or an array of the logits'
+        shape for ``reduction="none"``.
+
+    Notes
+    -----
+    Matches ``torch.nn.functional.binary_cross_entropy_with_logits`` and
+    optax's ``sigmoid_binary_cross_entropy`` (``reduction="none"``).
+    Non-contiguous inputs are copied to contiguous temporaries.
+
+    Examples
+    --------
+    >>> import numpy as np, numloss
+    >>> round(float(numloss.sigmoid_cross_entropy(np.array([0.0, 2.0]), np.array([1.0, 0.0]))), 6)
+    1.41323
+    """
+    p = _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer)
+    x2 = _as_2d(p["x"], p["N"], p["C"])
+    return _run(p, x2, np.empty((0, p["C"]), dtype=x2.dtype))
+
+
+def sigmoid_cross_entropy_with_grad(logits, target, *, weight=None, pos_weight=None, eps=0.0, reduction="mean",
+                                    normalizer=None, out=None):
+    r"""Sigmoid cross-entropy and its gradient with respect to the logits, in one pass.
+
+    The loss is :func:`sigmoid_cross_entropy`'s; the gradient per element is
+
+    .. math::
+
+        \frac{\partial \ell}{\partial x} = w\,\big(\sigma(x)\,(p_w t + 1 - t) - p_w t\big)
+
+    divided by the "mean" denominator (with ``eps > 0``: ``sigma`` clipped,
+    the seed's ``p - t``).
+
+    Parameters
+    ----------
+    logits, target, weight, pos_weight, eps, reduction, normalizer
+        As :func:`sigmoid_cross_entropy`.
+    out : ndarray, optional
+        Where to write the gradient: ``logits`` itself (in place) or a
+        C-contiguous writable array of the logits' shape and dtype sharing
+        no memory with any input.
+
+    Returns
+    -------
+    loss : as :func:`sigmoid_cross_entropy`
+    grad : ndarray of the logits' shape and dtype (``out`` when given)
+
+    Notes
+    -----
+    Matches ``F.binary_cross_entropy_with_logits(...).backward()``.
+
+    Examples
+    --------
+    >>> import numpy as np, numloss
+    >>> loss, grad = numloss.sigmoid_cross_entropy_with_grad(np.zeros(2), np.array([1.0, 0.0]))
+    >>> grad
+    array([-0.25,  0.25])
+    """
+    p = _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer)
+    x, N, C = p["x"], p["N"], p["C"]
+    if out is not None:
+        V.out_array(out, x, [("logits", x), ("target", p["raw_target"]), ("weight", weight),
+                             ("pos_weight", pos_weight)])
+        grad = out
+    else:
+        grad = np.empty(x.shape, dtype=x.dtype)
+    grad2 = grad.reshape(N, C)
+    if grad is x:
+        loss = _run(p, grad2, grad2)
+    elif x.flags.c_contiguous:
+        loss = _run(p, x.reshape(N, C), grad2)
+    else:
+        grad[...] = x
+        loss = _run(p, grad2, grad2)
+    return loss, grad

@@ -1,0 +1,263 @@
+"""Softmax cross-entropy: public wrappers around the fused row kernels."""
+
+import numpy as np
+
+from . import _parallel
+from . import _validate as V
+from ._kernels import softmax as K
+
+
+def _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, eps, axis, reduction, normalizer):
+    """Validate everything; return the pieces the kernels and reductions need."""
+    x = V.float_array(logits)
+    if x.ndim == 0:
+        raise ValueError("logits must have at least one dimension (the class axis); got a 0-d array")
+    try:
+        axis = _axis(axis, x.ndim)
+    except TypeError:
+        raise ValueError(f"axis must be an integer; got {axis!r}") from None
+    reduction = V.reduction(reduction)
+    ls = V.label_smoothing(label_smoothing)
+    z = V.z_loss(z_loss)
+    cap = V.softcap(softcap)
+    eps = V.eps(eps)
+    V.eps_combinations(eps, ls, z, cap)
+    norm = V.normalizer(normalizer)
+    ignore = V.ignore_index(ignore_index)
+    C = x.shape[axis]
+    if C < 1:
+        raise ValueError(f"logits must have at least one class along axis {axis}; got shape {x.shape}")
+    xm = np.moveaxis(x, axis, -1)
+    batch_shape = xm.shape[:-1]
+    N = int(np.prod(batch_shape, dtype=np.int64))
+    w = V.class_weights(weight, C)
+
+    t = np.asarray(target)
+    if t.dtype.kind in "iu":
+        kind = "int"
+        tflat = V.class_indices(t, batch_shape, C, ignore)
+        bad, wsum = K.int_target_denominator(tflat, w, ignore, C)
+        if bad >= 0:
+            V.raise_bad_index(tflat, bad, C, ignore)
+        count = wsum
+    elif t.dtype.kind == "f":
+        kind = "prob"
+        if t.shape != x.shape:
+            raise ValueError(
+                f"a float target (probabilities) must have the logits' shape {x.shape}; got {t.shape}"
+            )
+        tm = np.moveaxis(t, axis, -1)
+        tdtype = x.dtype if t.dtype not in V.FLOAT_DTYPES else t.dtype
+        tflat = np.ascontiguousarray(tm.reshape(N, C), dtype=tdtype)
+        count = float(N)
+    else:
+        raise ValueError(
+            f"target must hold integer class indices or float probabilities; got dtype {t.dtype}"
+        )
+    if reduction == "mean":
+        denom = norm if norm is not None else count
+        inv_denom = 1.0 / denom if denom != 0 else np.inf
+    else:
+        denom, inv_denom = 1.0, 1.0
+    return dict(
+        x=x, xm=xm, axis=axis, N=N, C=C, batch_shape=batch_shape, kind=kind, target=tflat, weight=w,
+        ignore=ignore, ls=ls, z=z, cap=cap, eps=eps, reduction=reduction, denom=denom, inv_denom=inv_denom,
+        raw_target=t,
+    )
+
+
+def _axis(axis, ndim):
+    if isinstance(axis, (bool, np.bool_)):
+        raise TypeError
+    axis = int(axis) if isinstance(axis, (int, np.integer)) else None
+    if axis is None:
+        raise TypeError
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis} is out of bounds for logits with {ndim} dimensions")
+    return axis % ndim
+
+
+def _run(p, x2, grad2):
+    """Run the kernel over ``x2`` (N, C) C-contiguous; returns per-row losses."""
+    row_loss = np.empty(p["N"], dtype=np.float64)
+    parallel = _parallel.use_parallel(p["N"] * p["C"], p["N"])
+    if p["kind"] == "int":
+        _parallel.run(
+            K.softmax_ce_int_serial, K.softmax_ce_int_parallel, parallel,
+            x2, p["target"], p["weight"], p["ignore"], p["ls"], p["z"], p["cap"], p["eps"], p["inv_denom"],
+            grad2, row_loss,
+        )
+    else:
+        _parallel.run(
+            K.softmax_ce_prob_serial, K.softmax_ce_prob_parallel, parallel,
+            x2, p["target"], p["weight"], p["ls"], p["z"], p["cap"], p["eps"], p["inv_denom"],
+            grad2, row_loss,
+        )
+    return row_loss
+
+
+def _reduce(p, row_loss):
+    dtype = p["x"].dtype
+    if p["reduction"] == "none":
+        return row_loss.astype(dtype).reshape(p["batch_shape"])
+    total = row_loss.sum()
+    if p["reduction"] == "mean":
+        total = total / p["denom"] if p["denom"] != 0 else np.float64(np.nan)
+    return dtype.type(total)
+
+
+def softmax_cross_entropy(
+    logits, target, *, weight=None, ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None,
+    eps=0.0, axis=-1, reduction="mean", normalizer=None,
+):
+    r"""Softmax cross-entropy from logits.
+
+    For each sample with logits :math:`x` (class axis ``axis``),
+    :math:`p = \mathrm{softmax}(x)` and :math:`\mathrm{lse} = \log\sum_c e^{x_c}`:
+
+    .. math::
+
+        \ell = -\sum_c q_c \log p_c + \texttt{z\_loss}\, w\, \mathrm{lse}^2
+
+    where, for a class index :math:`y`, :math:`q_c = w_y((1-\varepsilon)[c=y]
+    + \varepsilon/K)` weighted per class (:math:`K` the unmasked classes) and
+    :math:`w = w_y`; for probability targets :math:`t`, :math:`q_c = w_c((1-\varepsilon)
+    t_c + \varepsilon/K)` and :math:`w = 1`.  With ``softcap`` the logits are
+    first mapped through :math:`s \tanh(x/s)`.
+
+    Parameters
+    ----------
+    logits : array_like, float32 or float64, shape ``(..., C)``
+        Unnormalised scores; ``-inf`` masks a class.  Any strides.
+    target : array_like
+        Integer class indices of shape ``logits.shape`` without ``axis`` (any
+        integer dtype), or float probabilities of ``logits.shape``.
+    weight : array_like, shape ``(C,)``, optional
+        Per-class weights (PyTorch's ``weight``).
+    ignore_index : int
+        Class index whose samples contribute nothing (loss 0, gradient 0).
+    label_smoothing : float in [0, 1]
+        PyTorch's label smoothing; with ``-inf`` masks the smoothing mass goes
+        to the unmasked classes only.
+    z_loss : float >= 0
+        Adds ``z_loss * lse**2`` per sample (PaLM); weighted like the loss.
+    softcap : float > 0 or None
+        Gemma 2 logit soft-capping ``softcap * tanh(logits / softcap)``.
+    eps : float in [0, 0.5)
+        ``0`` computes the exact log-loss.  ``eps > 0`` reproduces the seed's
+        clipped log-loss (probabilities clipped to ``[eps, 1 - eps]``).
+    axis : int
+        The class axis.
+    reduction : {"mean", "sum", "none"}
+        PyTorch's normalisation: "mean" divides by the summed weights of the
+        kept samples (their count without ``weight``; the number of samples
+        for probability targets).  An empty or all-ignored batch gives NaN
+        for "mean" (as PyTorch; Keras and Liger give 0 — pass
+        ``normalizer`` for that).
+    normalizer : float > 0, optional
+        Replaces the denominator of "mean" (e.g. the global token count when
+        accumulating gradients over micro-batches).
+
+    Returns
+    -------
+    loss : NumPy scalar of the logits' dtype, or an array of shape
+        ``logits.shape`` without ``axis`` for ``reduction="none"``.
+
+    Notes
+    -----
+    Matches ``torch.nn.functional.cross_entropy`` (and optax's
+    ``softmax_cross_entropy_with_integer_labels`` / ``softmax_cross_entropy``
+    for ``reduction="none"``).  Non-contiguous logits (or ``axis`` not last)
+    are copied to a contiguous temporary first.
+
+    Examples
+    --------
+    >>> import numpy as np, numloss
+    >>> logits = np.array([[2.0, 1.0, 0.1]])
+    >>> round(float(numloss.softmax_cross_entropy(logits, np.array([0]))), 6)
+    0.417030
+    """
+    p = _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, eps, axis, reduction,
+                 normalizer)
+    xm = p["xm"]
+    x2 = xm.reshape(p["N"], p["C"]) if xm.flags.c_contiguous else np.ascontiguousarray(xm).reshape(p["N"], p["C"])
+    empty = np.empty((0, p["C"]), dtype=x2.dtype)
+    return _reduce(p, _run(p, x2, empty))
+
+
+def softmax_cross_entropy_with_grad(
+    logits, target, *, weight=None, ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None,
+    eps=0.0, axis=-1, reduction="mean", normalizer=None, out=None,
+):
+    r"""Softmax cross-entropy and its gradient with respect to the logits, in one pass.
+
+    The loss is :func:`softmax_cross_entropy`'s.  The gradient, for one
+    sample, is
+
+    .. math::
+
+        \frac{\partial \ell}{\partial x_j} = \Big(\big(\textstyle\sum_c q_c
+        + 2\,\texttt{z\_loss}\, w\,\mathrm{lse}\big) p_j - q_j\Big)\,
+        \frac{\partial x'_j}{\partial x_j}
+
+    divided by the "mean" denominator (``x'`` the softcapped logits).  With
+    ``eps > 0`` it is the seed's ``(clip(p) - q)`` instead.  Ignored samples
+    get a zero row.
+
+    Parameters
+    ----------
+    logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, eps, axis, reduction, normalizer
+        As :func:`softmax_cross_entropy`.
+    out : ndarray, optional
+        Where to write the gradient: C-contiguous, writable, of the logits'
+        shape and dtype, and either ``logits`` itself (overwrites the logits
+        in place: no second ``(N, C)`` array) or sharing no memory with any
+        input.
+
+    Returns
+    -------
+    loss : as :func:`softmax_cross_entropy`
+    grad : ndarray of the logits' shape and dtype
+        The gradient of ``loss`` (of ``loss.sum()`` for ``reduction="none"``);
+        ``out`` itself when given.
+
+    Notes
+    -----
+    Matches ``F.cross_entropy(...).backward()``.  Non-contiguous logits are
+    copied into the gradient buffer, and the kernel then works in place there.
+
+    Examples
+    --------
+    >>> import numpy as np, numloss
+    >>> loss, grad = numloss.softmax_cross_entropy_with_grad(np.zeros((1, 2)), np.array([1]))
+    >>> grad
+    array([[ 0.5, -0.5]])
+    """
+    p = _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, eps, axis, reduction,
+                 normalizer)
+    x, xm, N, C = p["x"], p["xm"], p["N"], p["C"]
+    if out is not None:
+        V.out_array(out, x, [("logits", x), ("target", p["raw_target"]), ("weight", weight)])
+    last = p["axis"] == x.ndim - 1
+    if out is not None and last:
+        grad2 = out.reshape(N, C)
+        if out is x:
+            row_loss = _run(p, grad2, grad2)
+        elif x.flags.c_contiguous:
+            row_loss = _run(p, x.reshape(N, C), grad2)
+        else:
+            out[...] = x
+            row_loss = _run(p, grad2, grad2)
+        return _reduce(p, row_loss), out
+    if last and x.flags.c_contiguous:
+        grad2 = np.empty((N, C), dtype=x.dtype)
+        row_loss = _run(p, x.reshape(N, C), grad2)
+    else:
+        grad2 = np.empty((N, C), dtype=x.dtype)
+        grad2.reshape(xm.shape)[...] = xm
+        row_loss = _run(p, grad2, grad2)
+    grad = np.moveaxis(grad2.reshape(xm.shape), -1, p["axis"])
+    if out is not None:
+        out[...] = grad
+        grad = out
+    return _reduce(p, row_loss), grad
