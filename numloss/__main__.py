@@ -1,0 +1,89 @@
+"""The ``numloss`` command line: ``numloss bench`` and ``numloss check``."""
+
+import argparse
+import json
+import sys
+
+
+def _fmt(v, spec):
+    return format(v, spec) if v is not None else "-"
+
+
+def _print_table(rows, file):
+    head = (f"{'case':<52} {'out ms':>8} {'GB/s':>6} {'%bnd':>5} {'inpl ms':>8} {'GB/s':>6} {'%bnd':>5} "
+            f"{'bound ms':>8} {'numpy':>7} {'torch':>7} {'jax':>7} {'x np':>6} {'x torch':>7} {'x jax':>6}")
+    print(head, file=file)
+    print("-" * len(head), file=file)
+    for r in rows:
+        print(
+            f"{r['case']:<52} {r['out_ms']:>8.2f} {r['out_GBps']:>6.1f} {r['out_pct_bound']:>5.0f} "
+            f"{r['inplace_ms']:>8.2f} {r['inplace_GBps']:>6.1f} {r['inplace_pct_bound']:>5.0f} "
+            f"{r['bound_ms']:>8.2f} {_fmt(r.get('numpy_ms'), '7.1f'):>7} {_fmt(r.get('torch_ms'), '7.2f'):>7} "
+            f"{_fmt(r.get('jax_ms'), '7.2f'):>7} {_fmt(r.get('x_numpy'), '6.1f'):>6} "
+            f"{_fmt(r.get('x_torch'), '7.2f'):>7} {_fmt(r.get('x_jax'), '6.2f'):>6}",
+            file=file,
+        )
+
+
+def bench(argv):
+    parser = argparse.ArgumentParser(prog="numloss bench", description=(
+        "Throughput of every loss over representative shapes: wall time (minimum over repeats), effective "
+        "bandwidth (logits read + gradient written [+ dense targets read]) and %% of the bound set by a plain "
+        "streaming kernel on the same bytes, with out= preallocated and in place (out=logits); beside them the "
+        "NumPy baseline and, where installed, PyTorch and JAX at the same thread count (x = their time / ours)."))
+    parser.add_argument("--quick", action="store_true", help="a few small cases only")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON on stdout")
+    parser.add_argument("--threads", type=int, default=None, help="thread count (default: all of Numba's)")
+    parser.add_argument("--filter", default="", help="only cases whose label contains this text")
+    parser.add_argument("--no-peers", action="store_true", help="skip NumPy/PyTorch/JAX")
+    parser.add_argument("--repeat", type=int, default=7, help="timed rounds per measurement (minimum kept)")
+    args = parser.parse_args(argv)
+
+    import numba
+
+    from . import _bench, _parallel
+
+    threads = args.threads or numba.config.NUMBA_NUM_THREADS
+    _parallel.threading_layer()
+    cases = [c for c in _bench.CASES if (c.quick or not args.quick) and args.filter in c.label]
+    rows = []
+    progress = sys.stderr
+    print(f"numloss bench: {len(cases)} cases, {threads} threads, threading layer "
+          f"{_parallel.threading_layer()}", file=progress)
+    for i, case in enumerate(cases, 1):
+        print(f"[{i}/{len(cases)}] {case.label} ...", end="", flush=True, file=progress)
+        row = _bench.measure(case, threads, peers=not args.no_peers, repeat=args.repeat)
+        rows.append(row)
+        print(f" {min(row['out_ms'], row['inplace_ms']):.2f} ms", file=progress)
+    if args.json:
+        json.dump(rows, sys.stdout, indent=1)
+        print()
+    else:
+        _print_table(rows, sys.stdout)
+    return 0
+
+
+def check(argv):
+    parser = argparse.ArgumentParser(prog="numloss check", description=(
+        "Self-test: every gradient against central finite differences (float64) and every loss against the "
+        "NumPy baseline on random inputs, for float32 and float64."))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    from ._check import run_checks
+
+    failures = run_checks(seed=args.seed, out=sys.stdout)
+    print("numloss check:", "all passed" if not failures else f"{failures} FAILED")
+    return 1 if failures else 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    commands = {"bench": bench, "check": check}
+    if not argv or argv[0] not in commands:
+        print("usage: numloss {bench,check} [options]   (numloss COMMAND --help for each)", file=sys.stderr)
+        return 2
+    return commands[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""``numloss check``: a self-test a user can run on their own machine.
+
+For every registered loss and option group: the ``_with_grad`` gradient
+against central finite differences of the plain loss (float64), the plain
+loss against the ``_with_grad`` loss, float32 against float64, and the plain
+cases against the NumPy baseline.
+"""
+
+import numpy as np
+
+#: (label, function name, builder(rng, dtype) -> (args, kwargs))
+CHECKS = []
+
+
+def register(label, name):
+    def deco(builder):
+        CHECKS.append((label, name, builder))
+        return builder
+
+    return deco
+
+
+def _logits(rng, shape, dtype):
+    return (rng.standard_normal(shape) * 2).astype(dtype)
+
+
+for _label, _opts in [
+    ("plain", {}),
+    ("weight+ignore_index", {"weight": "w", "ignore_index": 1}),
+    ("label_smoothing", {"label_smoothing": 0.2}),
+    ("z_loss", {"z_loss": 1e-2}),
+    ("softcap", {"softcap": 2.0}),
+    ("sum", {"reduction": "sum"}),
+]:
+    def _softmax_builder(rng, dtype, _opts=_opts):
+        kw = dict(_opts)
+        if kw.get("weight") == "w":
+            kw["weight"] = rng.uniform(0.5, 2, 7)
+        return (_logits(rng, (5, 7), dtype), rng.integers(0, 7, 5)), kw
+
+    register(f"softmax {_label}", "softmax_cross_entropy")(_softmax_builder)
+
+
+@register("softmax probability targets", "softmax_cross_entropy")
+def _softmax_prob(rng, dtype):
+    return (_logits(rng, (5, 7), dtype), rng.dirichlet(np.ones(7), 5).astype(dtype)), {}
+
+
+for _label, _opts in [("plain", {}), ("weight+pos_weight", {"w": True}), ("none", {"reduction": "none"})]:
+    def _sigmoid_builder(rng, dtype, _opts=_opts):
+        kw = dict(_opts)
+        if kw.pop("w", False):
+            kw["weight"] = rng.uniform(0.5, 2, 7)
+            kw["pos_weight"] = rng.uniform(0.5, 2, 7)
+        return (_logits(rng, (5, 7), dtype), rng.uniform(0, 1, (5, 7)).astype(dtype)), kw
+
+    register(f"sigmoid {_label}", "sigmoid_cross_entropy")(_sigmoid_builder)
+
+
+def _finite_difference(f, x, h=1e-6):
+    g = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), g.reshape(-1)
+    for k in range(flat.size):
+        old = flat[k]
+        flat[k] = old + h
+        up = float(np.sum(f(x)))
+        flat[k] = old - h
+        down = float(np.sum(f(x)))
+        flat[k] = old
+        gflat[k] = (up - down) / (2 * h)
+    return g
+
+
+def run_checks(seed=0, out=None):
+    import numloss
+
+    from . import _baseline
+
+    failures = 0
+
+    def report(ok, what):
+        nonlocal failures
+        failures += not ok
+        if out is not None:
+            print(f"  {'ok  ' if ok else 'FAIL'} {what}", file=out)
+
+    rng = np.random.default_rng(seed)
+    for label, name, builder in CHECKS:
+        plain = getattr(numloss, name)
+        with_grad = getattr(numloss, name + "_with_grad")
+        (x, *rest), kw = builder(np.random.default_rng(rng.integers(2**32)), np.float64)
+        loss, grad = with_grad(x, *rest, **kw)
+        fd = _finite_difference(lambda z, rest=rest, kw=kw, plain=plain: plain(z, *rest, **kw), x.copy())
+        err = np.max(np.abs(grad - fd)) / max(1.0, np.max(np.abs(fd)))
+        report(err < 1e-6, f"{label}: gradient vs finite differences (max error {err:.1e})")
+        report(np.allclose(plain(x, *rest, **kw), loss, rtol=1e-12, atol=0),
+               f"{label}: loss equals the _with_grad loss")
+        rest32 = [r.astype(np.float32) if isinstance(r, np.ndarray) and r.dtype.kind == "f" else r for r in rest]
+        l32, g32 = with_grad(x.astype(np.float32), *rest32, **kw)
+        ok = np.allclose(l32, loss, rtol=1e-5, atol=1e-6) and np.allclose(g32, grad, rtol=1e-4, atol=1e-6)
+        report(ok, f"{label}: float32 agrees with float64")
+    for dtype in (np.float32, np.float64):
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        x = _logits(rng, (64, 100), dtype)
+        y = rng.integers(0, 100, 64)
+        ref_loss, ref_grad = _baseline.softmax_ce_with_grad(x.astype(np.float64), y)
+        loss, grad = numloss.softmax_cross_entropy_with_grad(x, y)
+        ok = np.isclose(loss, ref_loss, rtol=tol) and np.allclose(grad, ref_grad, rtol=tol, atol=tol * 1e-2)
+        report(ok, f"softmax vs NumPy baseline ({np.dtype(dtype).name})")
+        t = (rng.random((64, 100)) < 0.3).astype(dtype)
+        ref_loss, ref_grad = _baseline.sigmoid_ce_with_grad(x.astype(np.float64), t)
+        loss, grad = numloss.sigmoid_cross_entropy_with_grad(x, t)
+        ok = np.isclose(loss, ref_loss, rtol=tol) and np.allclose(grad, ref_grad, rtol=tol, atol=tol * 1e-4)
+        report(ok, f"sigmoid vs NumPy baseline ({np.dtype(dtype).name})")
+    return failures

@@ -1,0 +1,107 @@
+"""The plain float64 NumPy reference every numloss test compares against.
+
+Deliberately slow and obvious: straight from the formulas in SPEC.md, with
+whole-array NumPy (no loops over classes unless clearer), in float64.  Each
+function returns ``(loss, grad)`` where ``grad`` is the gradient of ``loss``
+(of ``loss.sum()`` for ``reduction="none"``), computed analytically; the
+tests check these gradients against central finite differences separately.
+"""
+
+import numpy as np
+
+
+def _reduce(per_sample, reduction, denom, normalizer):
+    if reduction == "none":
+        return per_sample, 1.0
+    if reduction == "sum":
+        return per_sample.sum(), 1.0
+    d = normalizer if normalizer is not None else denom
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return per_sample.sum() / d, 1.0 / d
+
+
+def _times(q, v):
+    """q * v with 0 * inf = 0 (a zero target on a masked class contributes 0)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(q == 0, 0.0, q * v)
+
+
+def softmax_cross_entropy(logits, target, weight=None, ignore_index=-100, label_smoothing=0.0, z_loss=0.0,
+                          softcap=None, eps=0.0, axis=-1, reduction="mean", normalizer=None):
+    x = np.moveaxis(np.asarray(logits, dtype=np.float64), axis, -1)
+    C = x.shape[-1]
+    x = x.reshape(-1, C)
+    N = x.shape[0]
+    w = np.ones(C) if weight is None else np.asarray(weight, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        if softcap is not None:
+            xc = softcap * np.tanh(x / softcap)
+            xc = np.where(np.isneginf(x), -np.inf, xc)
+            xc = np.where(np.isposinf(x), np.nan, xc)
+            dcap = 1.0 - np.tanh(x / softcap) ** 2
+        else:
+            xc, dcap = x, np.ones_like(x)
+        m = np.max(xc, axis=1, keepdims=True)
+        lse = m + np.log(np.sum(np.exp(xc - m), axis=1, keepdims=True))
+        logp = xc - lse
+        p = np.exp(logp)
+    unmasked = ~np.isneginf(x)
+    K = unmasked.sum(axis=1, keepdims=True)
+    t = np.asarray(target)
+    if t.dtype.kind in "iu":
+        y = t.reshape(-1).astype(np.int64)
+        kept = y != ignore_index
+        ysafe = np.where(kept, y, 0)
+        onehot = np.zeros((N, C))
+        onehot[np.arange(N), ysafe] = 1.0
+        w_i = w[ysafe] * kept
+        with np.errstate(invalid="ignore", divide="ignore"):
+            q = (1 - label_smoothing) * onehot * w[ysafe][:, None] + label_smoothing * w * unmasked / K
+        q = q * kept[:, None]
+        denom = w_i.sum()
+    else:
+        tt = np.moveaxis(np.asarray(t, dtype=np.float64), axis, -1).reshape(N, C)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            q = w * ((1 - label_smoothing) * tt + label_smoothing * unmasked / K)
+        w_i = np.ones(N)
+        kept = np.ones(N, dtype=bool)
+        denom = float(N)
+    if eps > 0:
+        pc = np.clip(p, eps, 1 - eps)
+        per = -_times(q, np.log(pc)).sum(axis=1)
+        grad = q.sum(axis=1, keepdims=True) * pc - q
+    else:
+        per = -_times(q, logp).sum(axis=1) + z_loss * w_i * lse[:, 0] ** 2 * kept
+        grad = ((q.sum(axis=1, keepdims=True) + 2 * z_loss * (w_i * kept)[:, None] * lse) * p - q) * dcap
+    per = np.where(kept, per, 0.0)
+    grad = np.where(kept[:, None], grad, 0.0)
+    loss, scale = _reduce(per, reduction, denom, normalizer)
+    grad = grad * scale
+    batch_shape = np.moveaxis(np.asarray(logits), axis, -1).shape[:-1]
+    if reduction == "none":
+        loss = loss.reshape(batch_shape)
+    grad = np.moveaxis(grad.reshape(batch_shape + (C,)), -1, axis)
+    return loss, grad
+
+
+def sigmoid_cross_entropy(logits, target, weight=None, pos_weight=None, eps=0.0, reduction="mean",
+                          normalizer=None):
+    x = np.asarray(logits, dtype=np.float64)
+    t = np.asarray(target, dtype=np.float64)
+    w = np.broadcast_to(1.0 if weight is None else np.asarray(weight, np.float64), x.shape)
+    pw = np.broadcast_to(1.0 if pos_weight is None else np.asarray(pos_weight, np.float64), x.shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        sig = 1.0 / (1.0 + np.exp(-x))
+        log_p = -np.logaddexp(0.0, -x)  # log sigmoid(x)
+        log_1mp = -np.logaddexp(0.0, x)  # log(1 - sigmoid(x))
+    if eps > 0:
+        sig = np.clip(sig, eps, 1 - eps)
+        log_p = np.log(np.clip(np.exp(log_p), eps, 1 - eps))
+        log_1mp = np.log(np.clip(np.exp(log_1mp), eps, 1 - eps))
+    per = -w * (_times(pw * t, log_p) + _times(1 - t, log_1mp))
+    grad = w * (sig * (pw * t + 1 - t) - pw * t)
+    bad = ~(x < np.inf)
+    per = np.where(bad, np.nan, per)
+    grad = np.where(bad, np.nan, grad)
+    loss, scale = _reduce(per, reduction, float(x.size), normalizer)
+    return loss, grad * scale
