@@ -5,6 +5,7 @@ Every loss has ``NAME(...) -> loss`` and ``NAME_with_grad(..., out=None) ->
 """
 
 from . import nn
+from .linear import linear_cross_entropy, linear_cross_entropy_with_grad
 from .sigmoid import sigmoid_cross_entropy, sigmoid_cross_entropy_with_grad
 from .softmax import softmax_cross_entropy, softmax_cross_entropy_with_grad
 
@@ -12,6 +13,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "nn",
+    "linear_cross_entropy",
+    "linear_cross_entropy_with_grad",
     "sigmoid_cross_entropy",
     "sigmoid_cross_entropy_with_grad",
     "softmax_cross_entropy",

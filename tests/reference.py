@@ -105,3 +105,29 @@ def sigmoid_cross_entropy(logits, target, weight=None, pos_weight=None, eps=0.0,
     grad = np.where(bad, np.nan, grad)
     loss, scale = _reduce(per, reduction, float(x.size), normalizer)
     return loss, grad * scale
+
+
+def linear_cross_entropy(hidden, weight, target, bias=None, weight_classes=None, ignore_index=-100,
+                         label_smoothing=0.0, z_loss=0.0, softcap=None, reduction="mean", normalizer=None):
+    """Materialising reference: ``logits = hidden @ weight.T + bias``, then softmax CE.
+
+    Returns ``(loss, (d_hidden, d_weight, d_bias))``; ``d_bias`` is None when ``bias`` is.
+    """
+    h = np.asarray(hidden, dtype=np.float64)
+    w = np.asarray(weight, dtype=np.float64)
+    D = h.shape[-1]
+    h2 = h.reshape(-1, D)
+    logits = h2 @ w.T
+    if bias is not None:
+        logits = logits + np.asarray(bias, dtype=np.float64)
+    t = np.asarray(target).reshape(-1)
+    loss, g = softmax_cross_entropy(logits, t, weight=weight_classes, ignore_index=ignore_index,
+                                    label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
+                                    reduction=reduction, normalizer=normalizer)
+    # ignored rows contribute nothing (their gradient row is 0 whatever the logits)
+    d_hidden = (g @ w).reshape(h.shape)
+    d_weight = g.T @ h2
+    d_bias = g.sum(axis=0) if bias is not None else None
+    if reduction == "none":
+        loss = np.asarray(loss).reshape(h.shape[:-1])
+    return loss, (d_hidden, d_weight, d_bias)

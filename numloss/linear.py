@@ -1,0 +1,365 @@
+"""Fused linear + softmax cross-entropy without materialising the ``(N, V)`` logits.
+
+The rows of ``hidden`` are processed in chunks.  For each chunk the logits
+``hidden[chunk] @ weight.T (+ bias)`` go into one reused ``(chunk_size, V)``
+buffer, the fused softmax kernel (:mod:`numloss._kernels.softmax`) turns that
+buffer into the gradient in place with the *global* ``1 / denominator``, and
+the gradient chunk is immediately consumed by the two backward products:
+``d_hidden[chunk] = g @ weight`` and ``d_weight += g.T @ hidden[chunk]``.
+See ``docs/linear.md`` for the memory formula and the measurements.
+"""
+
+import numbers
+
+import numpy as np
+
+from . import _blas, _parallel
+from . import _validate as V
+from ._kernels import linear as KL
+from ._kernels import softmax as KS
+
+#: Default size of the reused logits buffer; ``chunk_size=None`` picks the rows
+#: that fill about this much (see :func:`default_chunk_size`).
+DEFAULT_CHUNK_BYTES = 32 << 20
+
+
+def default_chunk_size(num_rows, num_classes, itemsize):
+    """Rows per chunk when ``chunk_size=None``.
+
+    About :data:`DEFAULT_CHUNK_BYTES` of logits per chunk (at least 1 row),
+    rounded down to a multiple of 16 rows (BLAS micro-kernel friendly) when
+    that many fit, then evened out so the chunks of ``num_rows`` rows have
+    equal sizes (no small ragged last chunk).
+    """
+    rows = max(1, DEFAULT_CHUNK_BYTES // max(1, num_classes * itemsize))
+    if rows >= 16:
+        rows -= rows % 16
+    if num_rows <= rows:
+        return max(1, num_rows)
+    nchunks = -(-num_rows // rows)
+    return -(-num_rows // nchunks)
+
+
+def _same_float_array(value, name, dtype):
+    arr = np.asarray(value)
+    if arr.dtype != dtype:
+        raise TypeError(
+            f"{name} has dtype {arr.dtype} but hidden has {dtype}; all float inputs of linear_cross_entropy "
+            f"must share one dtype (float32 or float64): cast it first, e.g. {name}.astype(np.{dtype.name})"
+        )
+    return arr
+
+
+def _chunk_size(value):
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"chunk_size must be None or a positive integer; got {value!r}")
+    return int(value)
+
+
+def _prepare(hidden, weight, target, bias, weight_classes, ignore_index, label_smoothing, z_loss, softcap,
+             reduction, normalizer, chunk_size):
+    """Validate everything before any work; return what the chunk loop needs."""
+    h = V.float_array(hidden, "hidden")
+    if h.ndim < 1:
+        raise ValueError("hidden must have at least one dimension (the feature axis); got a 0-d array")
+    dtype = h.dtype
+    w = _same_float_array(weight, "weight", dtype)
+    D = h.shape[-1]
+    if w.ndim != 2 or w.shape[1] != D:
+        raise ValueError(
+            f"weight must have shape (V, D) with D = hidden.shape[-1] = {D} (nn.Linear's layout); "
+            f"got {w.shape}"
+        )
+    num_classes = w.shape[0]
+    if num_classes < 1:
+        raise ValueError(f"weight must have at least one row (one class); got shape {w.shape}")
+    b = None
+    if bias is not None:
+        b = _same_float_array(bias, "bias", dtype)
+        if b.shape != (num_classes,):
+            raise ValueError(f"bias must have shape ({num_classes},) (one per row of weight); got {b.shape}")
+        b = np.ascontiguousarray(b)
+    reduction = V.reduction(reduction)
+    ls = V.label_smoothing(label_smoothing)
+    z = V.z_loss(z_loss)
+    cap = V.softcap(softcap)
+    norm = V.normalizer(normalizer)
+    ignore = V.ignore_index(ignore_index)
+    rows = _chunk_size(chunk_size)
+    wc = V.class_weights(weight_classes, num_classes, name="weight_classes")
+
+    t = np.asarray(target)
+    if t.dtype.kind not in "iu":
+        raise ValueError(
+            f"target must hold integer class indices (any integer dtype); got dtype {t.dtype}"
+        )
+    batch_shape = h.shape[:-1]
+    if t.shape != batch_shape:
+        raise ValueError(
+            f"target must have hidden's shape without the feature axis, {batch_shape}; got {t.shape}"
+        )
+    tflat = V.class_indices(t, batch_shape, num_classes, ignore)
+    bad, wsum = KS.int_target_denominator(tflat, wc, ignore, num_classes)
+    if bad >= 0:
+        V.raise_bad_index(tflat, bad, num_classes, ignore)
+    if reduction == "mean":
+        denom = norm if norm is not None else wsum
+        inv_denom = 1.0 / denom if denom != 0 else np.inf
+    else:
+        denom, inv_denom = 1.0, 1.0
+
+    N = tflat.shape[0]
+    # BLAS needs a unit stride along one axis; anything else is copied once
+    # here (O(N D) / O(V D), never O(N V)) rather than per chunk by matmul.
+    h2 = np.ascontiguousarray(h.reshape(N, D))
+    w2 = np.ascontiguousarray(w)
+    return dict(
+        dtype=dtype, h=h2, w=w2, b=b, target=tflat, wc=wc, ignore=ignore, ls=ls, z=z, cap=cap,
+        reduction=reduction, denom=denom, inv_denom=inv_denom, N=N, D=D, V=num_classes,
+        batch_shape=batch_shape, chunk_size=rows,
+    )
+
+
+def _accumulate_weight_grad(g, hc, d_weight, first, tmp):
+    """``d_weight (+)= g.T @ hc`` without a ``(V, D)`` temporary."""
+    if _blas.available(g.dtype):
+        # BLAS beta = 1: the GEMM kernel updates d_weight in place, on all of BLAS's threads
+        _blas.gemm_tn_accumulate(g, hc, d_weight, 0.0 if first else 1.0)
+    elif first:
+        np.matmul(g.T, hc, out=d_weight)
+    else:
+        vb = tmp.shape[0]
+        for s in range(0, d_weight.shape[0], vb):
+            e = min(d_weight.shape[0], s + vb)
+            np.matmul(g[:, s:e].T, hc, out=tmp[: e - s])
+            d_weight[s:e] += tmp[: e - s]
+
+
+def _run(p, want_grad):
+    """The chunk loop.  Returns ``(row_loss, d_hidden, d_weight, d_bias)`` (grads None without ``want_grad``)."""
+    N, D, Vn, dtype = p["N"], p["D"], p["V"], p["dtype"]
+    h, w, b, t = p["h"], p["w"], p["b"], p["target"]
+    row_loss = np.zeros(N, dtype=np.float64)
+    d_hidden = d_weight = dbias_acc = None
+    if want_grad:
+        d_weight = np.zeros((Vn, D), dtype=dtype)
+        if b is not None:
+            dbias_acc = np.zeros(Vn, dtype=np.float64)
+
+    # Ignored rows contribute nothing to the loss or any gradient: only the
+    # kept rows are computed (gathered into a small buffer when some are ignored).
+    kept = t != p["ignore"]
+    n_kept = int(np.count_nonzero(kept))
+    gather = n_kept < N
+    idx = np.flatnonzero(kept) if gather else None
+    if want_grad:
+        d_hidden = np.zeros((N, D), dtype=dtype) if gather else np.empty((N, D), dtype=dtype)
+    if n_kept == 0:
+        return row_loss, d_hidden, d_weight, dbias_acc
+
+    rows = p["chunk_size"] or default_chunk_size(n_kept, Vn, dtype.itemsize)
+    rows = min(rows, n_kept)
+    buf = np.empty((rows, Vn), dtype=dtype)
+    empty_grad = np.empty((0, Vn), dtype=dtype)
+    if gather:
+        hbuf = np.empty((rows, D), dtype=dtype)
+        tbuf = np.empty(rows, dtype=np.int64)
+        lbuf = np.empty(rows, dtype=np.float64)
+        dhbuf = np.empty((rows, D), dtype=dtype) if want_grad else None
+    tmp = None
+    if want_grad and not _blas.available(dtype):
+        # fallback accumulation block: about as many bytes as the logits buffer
+        tmp = np.empty((min(Vn, max(1, -(-rows * Vn // max(1, D)))), D), dtype=dtype)
+
+    for start in range(0, n_kept, rows):
+        stop = min(n_kept, start + rows)
+        m = stop - start
+        x = buf[:m]
+        if gather:
+            sel = idx[start:stop]
+            hc = hbuf[:m]
+            np.take(h, sel, axis=0, out=hc, mode="clip")
+            tc = tbuf[:m]
+            np.take(t, sel, out=tc, mode="clip")
+            lc = lbuf[:m]
+        else:
+            hc, tc, lc = h[start:stop], t[start:stop], row_loss[start:stop]
+        np.matmul(hc, w.T, out=x)
+        if b is not None:
+            x += b
+        parallel = _parallel.use_parallel(m * Vn, m)
+        _parallel.run(
+            KS.softmax_ce_int_serial, KS.softmax_ce_int_parallel, parallel,
+            x, tc, p["wc"], p["ignore"], p["ls"], p["z"], p["cap"], 0.0, p["inv_denom"],
+            x if want_grad else empty_grad, lc,
+        )
+        if gather:
+            row_loss[sel] = lc
+        if not want_grad:
+            continue
+        if gather:
+            np.matmul(x, w, out=dhbuf[:m])
+            d_hidden[sel] = dhbuf[:m]
+        else:
+            np.matmul(x, w, out=d_hidden[start:stop])
+        _accumulate_weight_grad(x, hc, d_weight, start == 0, tmp)
+        if b is not None:
+            _parallel.run(KL.add_column_sums_serial, KL.add_column_sums_parallel, parallel, x, dbias_acc)
+    return row_loss, d_hidden, d_weight, dbias_acc
+
+
+def _reduce(p, row_loss):
+    dtype = p["dtype"]
+    if p["reduction"] == "none":
+        return row_loss.astype(dtype).reshape(p["batch_shape"])
+    total = row_loss.sum()
+    if p["reduction"] == "mean":
+        total = total / p["denom"] if p["denom"] != 0 else np.float64(np.nan)
+    return dtype.type(total)
+
+
+def linear_cross_entropy(
+    hidden, weight, target, *, bias=None, weight_classes=None, ignore_index=-100, label_smoothing=0.0,
+    z_loss=0.0, softcap=None, reduction="mean", normalizer=None, chunk_size=None,
+):
+    r"""Softmax cross-entropy of a linear layer's output, never holding all its logits.
+
+    With logits :math:`x = h W^\top + b` for each row :math:`h` of ``hidden``,
+    the loss is :func:`numloss.softmax_cross_entropy` of ``x``:
+
+    .. math::
+
+        \ell = -\sum_c q_c \log \mathrm{softmax}(x')_c
+               + \texttt{z\_loss}\, w_y\, \mathrm{lse}(x')^2,
+        \qquad x' = s \tanh(x / s) \text{ with softcap } s \text{ (else } x' = x)
+
+    with :math:`q_c = w_y (1-\varepsilon)[c=y] + \varepsilon\, w_c / V`
+    (``weight_classes`` :math:`w`, ``label_smoothing`` :math:`\varepsilon`).
+    The rows are processed ``chunk_size`` at a time in one reused
+    ``(chunk_size, V)`` buffer, so the extra memory is
+    ``chunk_size * V * itemsize`` (plus ``O(N)``), not ``N * V * itemsize``.
+
+    Parameters
+    ----------
+    hidden : array_like, float32 or float64, shape ``(..., D)``
+        The inputs of the output layer (usually ``(N, D)``).
+    weight : array_like, shape ``(V, D)``, the dtype of ``hidden``
+        The output layer's weight in ``nn.Linear``'s layout (one row per class).
+    target : array_like of int, shape ``hidden.shape[:-1]``
+        Class indices in ``[0, V)`` or ``ignore_index`` (any integer dtype).
+    bias : array_like, shape ``(V,)``, the dtype of ``hidden``, optional
+        The output layer's bias.
+    weight_classes : array_like, shape ``(V,)``, optional
+        Per-class loss weights (PyTorch's ``weight=``).
+    ignore_index : int
+        Target value whose rows contribute nothing (loss 0, zero gradients).
+    label_smoothing : float in [0, 1]
+        PyTorch's label smoothing.
+    z_loss : float >= 0
+        Adds ``z_loss * lse**2`` per row (PaLM), weighted like the loss.
+    softcap : float > 0 or None
+        Gemma 2 logit soft-capping ``softcap * tanh(logits / softcap)``.
+    reduction : {"mean", "sum", "none"}
+        "mean" divides by the sum of ``weight_classes[target]`` over the kept
+        rows (their count without ``weight_classes``), computed once for the
+        whole batch (never per chunk).  An empty or all-ignored batch gives
+        NaN for "mean" (as PyTorch; pass ``normalizer`` for 0).
+    normalizer : float > 0, optional
+        Replaces the denominator of "mean" (e.g. the global token count).
+    chunk_size : int > 0 or None
+        Rows per chunk.  ``None`` picks about 32 MiB of logits per chunk
+        (:func:`default_chunk_size`), evened out over the kept rows.
+
+    Returns
+    -------
+    loss : NumPy scalar of hidden's dtype, or an array of shape
+        ``hidden.shape[:-1]`` for ``reduction="none"`` (ignored rows 0).
+
+    Notes
+    -----
+    Matches ``F.cross_entropy(F.linear(hidden, weight, bias), target, ...)``
+    and PyTorch 2.13's ``F.linear_cross_entropy`` (which has no ``z_loss``
+    or ``softcap``).  The matrix products run on NumPy's BLAS (its own
+    threads; ``numba.set_num_threads`` limits the softmax part only) in the
+    inputs' dtype, as ``nn.Linear`` does.  Rows whose target is
+    ``ignore_index`` are skipped entirely, so they cost no time and a
+    non-finite ``hidden`` row there changes nothing (PyTorch would spread its
+    NaN into ``d_weight`` through ``0 * NaN``).  Non-contiguous ``hidden`` or
+    ``weight`` are copied once to a contiguous array.
+
+    Examples
+    --------
+    >>> import numpy as np, numloss
+    >>> hidden = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> weight = np.array([[2.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    >>> round(float(numloss.linear_cross_entropy(hidden, weight, np.array([0, 1]))), 6)
+    0.395495
+    """
+    p = _prepare(hidden, weight, target, bias, weight_classes, ignore_index, label_smoothing, z_loss, softcap,
+                 reduction, normalizer, chunk_size)
+    row_loss, _, _, _ = _run(p, want_grad=False)
+    return _reduce(p, row_loss)
+
+
+def linear_cross_entropy_with_grad(
+    hidden, weight, target, *, bias=None, weight_classes=None, ignore_index=-100, label_smoothing=0.0,
+    z_loss=0.0, softcap=None, reduction="mean", normalizer=None, chunk_size=None,
+):
+    r"""Fused linear + softmax cross-entropy and its gradients, chunk by chunk.
+
+    The loss is :func:`linear_cross_entropy`'s.  With ``G`` the gradient of
+    the loss with respect to the logits (:func:`numloss.softmax_cross_entropy_with_grad`'s,
+    with the global "mean" denominator), the gradients are
+
+    .. math::
+
+        \frac{\partial L}{\partial H} = G W, \qquad
+        \frac{\partial L}{\partial W} = G^\top H, \qquad
+        \frac{\partial L}{\partial b} = \textstyle\sum_i G_{i,:}
+
+    computed one chunk of rows at a time: ``G`` never exists as a whole.
+    ``d_weight`` is accumulated in place by BLAS (``beta = 1``) when NumPy's
+    OpenBLAS is reachable (see :mod:`numloss._blas`), else through a blocked
+    temporary of about the chunk's size; ``d_bias`` is accumulated in float64.
+
+    Parameters
+    ----------
+    hidden, weight, target, bias, weight_classes, ignore_index, label_smoothing, z_loss, softcap, reduction, normalizer, chunk_size
+        As :func:`linear_cross_entropy`.
+
+    Returns
+    -------
+    loss : as :func:`linear_cross_entropy`
+    grads : tuple ``(d_hidden, d_weight, d_bias)``
+        ``d_hidden`` of hidden's shape, ``d_weight`` ``(V, D)``, ``d_bias``
+        ``(V,)`` (``None`` when ``bias`` is ``None``), all of hidden's dtype:
+        the gradients of ``loss`` (of ``loss.sum()`` for ``reduction="none"``).
+        Rows of ``d_hidden`` whose target is ``ignore_index`` are 0.
+
+    Notes
+    -----
+    Matches ``F.linear_cross_entropy(...).backward()`` (and ``F.linear`` +
+    ``F.cross_entropy`` + ``backward``) in the gradients of ``input``,
+    ``linear_weight`` and ``linear_bias``.
+
+    Examples
+    --------
+    >>> import numpy as np, numloss
+    >>> hidden = np.array([[1.0, 0.0]])
+    >>> weight = np.zeros((2, 2))
+    >>> loss, (d_hidden, d_weight, d_bias) = numloss.linear_cross_entropy_with_grad(
+    ...     hidden, weight, np.array([1]), bias=np.zeros(2))
+    >>> d_weight
+    array([[ 0.5,  0. ],
+           [-0.5,  0. ]])
+    >>> d_bias
+    array([ 0.5, -0.5])
+    """
+    p = _prepare(hidden, weight, target, bias, weight_classes, ignore_index, label_smoothing, z_loss, softcap,
+                 reduction, normalizer, chunk_size)
+    row_loss, d_hidden, d_weight, dbias_acc = _run(p, want_grad=True)
+    d_bias = dbias_acc.astype(p["dtype"]) if dbias_acc is not None else None
+    d_hidden = d_hidden.reshape(p["batch_shape"] + (p["D"],))
+    return _reduce(p, row_loss), (d_hidden, d_weight, d_bias)
