@@ -74,9 +74,11 @@ def softmax_cross_entropy(logits, target, weight=None, ignore_index=-100, label_
         per = -_times(q, logp).sum(axis=1) + z_loss * w_i * lse[:, 0] ** 2 * kept
         grad = ((q.sum(axis=1, keepdims=True) + 2 * z_loss * (w_i * kept)[:, None] * lse) * p - q) * dcap
     per = np.where(kept, per, 0.0)
-    grad = np.where(kept[:, None], grad, 0.0)
     loss, scale = _reduce(per, reduction, denom, normalizer)
-    grad = grad * scale
+    # ignored rows are exactly zero, also when the mean's denominator is 0
+    # (an all-ignored batch: scale = inf), as SPEC.md says
+    with np.errstate(invalid="ignore"):
+        grad = np.where(kept[:, None], grad * scale, 0.0)
     batch_shape = np.moveaxis(np.asarray(logits), axis, -1).shape[:-1]
     if reduction == "none":
         loss = loss.reshape(batch_shape)
@@ -131,3 +133,138 @@ def linear_cross_entropy(hidden, weight, target, bias=None, weight_classes=None,
     if reduction == "none":
         loss = np.asarray(loss).reshape(h.shape[:-1])
     return loss, (d_hidden, d_weight, d_bias)
+
+
+# ----------------------------------------------------- focal and margin losses (issue 4)
+
+
+def sigmoid_focal_loss(logits, target, alpha=0.25, gamma=2.0, reduction="mean"):
+    """torchvision.ops.sigmoid_focal_loss in float64, with its analytic gradient.
+
+    ``d/dx [a_t ce q**g] = a_t ((p - t) q**g + g q**(g-1) dq/dx ce)``,
+    ``dq/dx = p (1 - p) (1 - 2t)``; the second term is taken as its limit 0
+    where ``q = 0`` or ``dq/dx = 0``.
+    """
+    x = np.asarray(logits, dtype=np.float64)
+    t = np.asarray(target, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        p = 1.0 / (1.0 + np.exp(-x))
+        one_minus_p = 1.0 / (1.0 + np.exp(x))
+        ce = _times(t, np.logaddexp(0.0, -x)) + _times(1 - t, np.logaddexp(0.0, x))
+        q = p * (1 - t) + one_minus_p * t
+        qg = q**gamma
+        a_t = 1.0 if (alpha is None or alpha < 0) else alpha * t + (1 - alpha) * (1 - t)
+        per = a_t * ce * qg
+        dq = p * one_minus_p * (1 - 2 * t)
+        second = np.where((q > 0) & (dq != 0), gamma * q ** (gamma - 1) * dq * ce, 0.0)
+        grad = a_t * ((p * (1 - t) - one_minus_p * t) * qg + second)
+    bad = ~(x < np.inf)
+    per = np.where(bad, np.nan, per)
+    grad = np.where(bad, np.nan, grad)
+    loss, scale = _reduce(per, reduction, float(x.size), None)
+    return loss, grad * scale
+
+
+def _int_target_rows(logits, target, weight, ignore_index):
+    x = np.asarray(logits, dtype=np.float64)
+    C = x.shape[-1]
+    x2 = x.reshape(-1, C)
+    y = np.asarray(target).reshape(-1).astype(np.int64)
+    kept = y != ignore_index
+    ysafe = np.where(kept, y, 0)
+    w = np.ones(C) if weight is None else np.asarray(weight, dtype=np.float64)
+    return x2, ysafe, kept, w
+
+
+def softmax_focal_loss(logits, target, gamma=2.0, weight=None, ignore_index=-100, reduction="mean"):
+    """-w_y (1 - p_y)**gamma log p_y, PyTorch's weighted mean, analytic gradient."""
+    x, y, kept, w = _int_target_rows(logits, target, weight, ignore_index)
+    N, C = x.shape
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        m = np.max(x, axis=1, keepdims=True)
+        lse = m + np.log(np.sum(np.exp(x - m), axis=1, keepdims=True))
+        p = np.exp(x - lse)
+        logp_y = x[np.arange(N), y] - lse[:, 0]
+        p_y = np.exp(logp_y)
+        u = -np.expm1(logp_y)
+        w_y = w[y] * kept
+        per = -w_y * u**gamma * logp_y
+        # dl/dp_y * p_y = gamma u**(gamma-1) p_y log p_y - u**gamma, with p_y log p_y / u -> -1 at u = 0
+        ratio = np.where((u > 0) & (p_y > 0), p_y * -logp_y / u, np.where(u > 0, 0.0, 1.0))
+        factor = np.where(u > 0, u**gamma * (1 + gamma * ratio), 1.0 if gamma == 0 else 0.0)
+    onehot = np.zeros((N, C))
+    onehot[np.arange(N), y] = 1.0
+    grad = (w_y * factor)[:, None] * (p - onehot)
+    per = np.where(kept, per, 0.0)
+    grad = np.where(kept[:, None], grad, 0.0)
+    loss, scale = _reduce(per, reduction, w_y.sum(), None)
+    batch_shape = np.shape(logits)[:-1]
+    if reduction == "none":
+        loss = loss.reshape(batch_shape)
+    return loss, (grad * scale).reshape(np.shape(logits))
+
+
+def _margin_softmax_ce(z, dz, y, kept, w, label_smoothing, reduction, shape):
+    """Cross-entropy of logits ``z`` (N, C) as F.cross_entropy; gradient through ``dz = dz/dcosine``."""
+    N, C = z.shape
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        m = np.max(z, axis=1, keepdims=True)
+        lse = m + np.log(np.sum(np.exp(z - m), axis=1, keepdims=True))
+        logp = z - lse
+        p = np.exp(logp)
+        unmasked = ~np.isneginf(z)
+        K = unmasked.sum(axis=1, keepdims=True)
+        onehot = np.zeros((N, C))
+        onehot[np.arange(N), y] = 1.0
+        q = (1 - label_smoothing) * onehot * w[y][:, None] + label_smoothing * w * unmasked / K
+        per = -_times(q, logp).sum(axis=1)
+        grad = (q.sum(axis=1, keepdims=True) * p - q) * dz
+    w_y = w[y] * kept
+    per = np.where(kept, per, 0.0)
+    grad = np.where(kept[:, None], grad, 0.0)
+    loss, scale = _reduce(per, reduction, w_y.sum(), None)
+    if reduction == "none":
+        loss = loss.reshape(shape[:-1])
+    return loss, (grad * scale).reshape(shape)
+
+
+def cosface_cross_entropy(cosine, target, scale=30.0, margin=0.35, weight=None, ignore_index=-100,
+                          label_smoothing=0.0, reduction="mean"):
+    c, y, kept, w = _int_target_rows(cosine, target, weight, ignore_index)
+    N, C = c.shape
+    onehot = np.zeros((N, C))
+    onehot[np.arange(N), y] = 1.0
+    z = scale * (c - margin * onehot)
+    return _margin_softmax_ce(z, np.full((N, C), scale), y, kept, w, label_smoothing, reduction, np.shape(cosine))
+
+
+def arcface_phi(c, margin, easy_margin=False, sin_floor=0.0):
+    """insightface's target logit cos(arccos c + m) with the threshold fallback, and its derivative."""
+    c = np.asarray(c, dtype=np.float64)
+    inside = (c >= -1) & (c <= 1)
+    cc = np.clip(c, -1.0, 1.0)
+    sin_t = np.sqrt(np.maximum(1.0 - cc * cc, 0.0))
+    cos_tm = cc * np.cos(margin) - sin_t * np.sin(margin)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d_tm = np.cos(margin) + np.sin(margin) * cc / np.maximum(sin_t, sin_floor)
+    if easy_margin:
+        use = cc > 0
+        phi = np.where(use, cos_tm, cc)
+    else:
+        use = cc > np.cos(np.pi - margin)
+        phi = np.where(use, cos_tm, cc - np.sin(np.pi - margin) * margin)
+    d = np.where(use, d_tm, 1.0) * inside
+    return phi, d
+
+
+def arcface_cross_entropy(cosine, target, scale=64.0, margin=0.5, easy_margin=False, weight=None,
+                          ignore_index=-100, label_smoothing=0.0, reduction="mean", sin_floor=0.0):
+    c, y, kept, w = _int_target_rows(cosine, target, weight, ignore_index)
+    N, C = c.shape
+    rows = np.arange(N)
+    phi, dphi = arcface_phi(c[rows, y], margin, easy_margin, sin_floor)
+    z = scale * c
+    z[rows, y] = scale * phi
+    dz = np.full((N, C), scale)
+    dz[rows, y] = scale * dphi
+    return _margin_softmax_ce(z, dz, y, kept, w, label_smoothing, reduction, np.shape(cosine))

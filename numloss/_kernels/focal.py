@@ -1,0 +1,176 @@
+"""Fused focal-loss kernels: loss and gradient in one pass per element / row.
+
+Sigmoid focal loss (RetinaNet; ``torchvision.ops.sigmoid_focal_loss``), per
+element with ``p = sigma(x)``, ``ce = t sp(-x) + (1 - t) sp(x)`` (``sp`` the
+softplus, so ``log sigma`` is never formed from a tiny ``sigma``),
+``q = 1 - p_t = p (1 - t) + (1 - p) t`` and ``a_t = alpha t + (1 - alpha)(1 - t)``
+(1 when alpha weighting is off):
+
+    loss = a_t q**gamma ce
+    grad = a_t q**gamma ((p - t) + gamma ce r (1 - 2t)) * inv_denom,   r = p (1 - p) / q
+
+``r`` folds the ``q**(gamma - 1)`` of the chain rule into ``q**gamma``:
+``q**(gamma - 1) dq/dx = q**gamma r (1 - 2t)`` with ``0 <= r <= 1``, so the
+gradient stays finite for ``gamma < 1`` where ``q**(gamma - 1)`` alone blows
+up as ``q -> 0``.  ``q = 0`` only happens for a hard target met exactly
+(``p`` rounds to ``t``); there ``r`` takes its limit 1 and ``q**gamma = 0``
+(``gamma > 0``).  ``p - t`` is formed as ``p (1 - t) - (1 - p) t`` from the
+two separately computed sigmoids, so nothing cancels.
+
+Softmax focal loss, per row with class index ``y``, ``nll = -log p_y`` and
+``u = 1 - p_y = -expm1(-nll)``:
+
+    loss = w_y u**gamma nll
+    grad = w_y A (p - onehot(y)) * inv_denom,   A = u**gamma (1 + gamma p_y nll / u)
+
+``nll / u -> 1`` as ``u -> 0``, so ``A`` is finite for every ``gamma >= 0``
+(``A = 0`` at ``u = 0`` for ``gamma > 0``); ``gamma = 0`` gives ``A = 1``
+and the same operations as the softmax cross-entropy kernel.
+
+Shapes: ``x`` and ``grad`` are ``(N, C)`` C-contiguous float32/float64
+(``grad`` may be ``x`` itself, or ``(0, C)`` when not wanted); the sigmoid
+target is ``(N, C)`` in the logits' dtype, the softmax target ``(N,)`` int64;
+``row_loss`` is ``(N,)`` float64.
+"""
+
+import math
+
+import numpy as np
+from numba import prange
+
+from ._jit import jit, jit_inline, jit_parallel
+from ._math import cast_like, exp, log1p_unit, maxnum
+
+
+@jit_inline
+def _power(q, gamma, gamma_t):
+    """``q ** gamma`` for ``q`` in [0, 1]; no libm call for gamma 0, 1, 2 (the loop vectorises)."""
+    if gamma == 2.0:
+        return q * q
+    if gamma == 1.0:
+        return q
+    if gamma == 0.0:
+        return cast_like(1.0, q)
+    return q**gamma_t
+
+
+@jit_inline
+def _sigmoid_focal_row(x, t, alpha, gamma, inv_denom, g, want_grad, el, want_elem):
+    """Loss (float64 sum) of one row; writes ``g`` and ``el`` when wanted."""
+    x0 = x[0]
+    zero = cast_like(0.0, x0)
+    one = cast_like(1.0, x0)
+    invd = cast_like(inv_denom, x0)
+    gamma_t = cast_like(gamma, x0)
+    use_alpha = alpha >= 0.0
+    alpha_t = cast_like(alpha if use_alpha else 0.5, x0)
+    total = 0.0
+    for j in range(x.shape[0]):
+        v = x[j]
+        tj = t[j]
+        a = v if v >= zero else -v
+        e = exp(-a)
+        l1p = log1p_unit(e)
+        sp_pos = (v if v > zero else zero) + l1p  # log(1 + e^v) = -log(1 - p)
+        sp_neg = (-v if v < zero else zero) + l1p  # log(1 + e^-v) = -log p
+        inv1pe = one / (one + e)
+        p = inv1pe if v >= zero else e * inv1pe
+        p_neg = e * inv1pe if v >= zero else inv1pe  # 1 - p without cancellation
+        ce = (tj * sp_neg if tj != zero else zero) + ((one - tj) * sp_pos if tj != one else zero)
+        q = p * (one - tj) + p_neg * tj
+        qg = _power(q, gamma, gamma_t)
+        w = alpha_t * tj + (one - alpha_t) * (one - tj) if use_alpha else one
+        wq = w * qg
+        lj = wq * ce
+        lj = lj if v < np.inf else v - v
+        total += lj
+        if want_elem:
+            el[j] = lj
+        if want_grad:
+            r = p * p_neg / q if q > zero else one
+            # r = 0 where p = 0 (v = -inf): the limit of ce * r is 0, not inf * 0
+            extra = gamma_t * ce * r * (one - tj - tj) if r != zero else zero
+            gj = wq * ((p * (one - tj) - p_neg * tj) + extra) * invd
+            g[j] = gj if v < np.inf else v - v
+    return total
+
+
+@jit
+def sigmoid_focal_serial(x, target, alpha, gamma, inv_denom, grad, elem_loss, row_loss):
+    want_grad = grad.shape[0] == x.shape[0]
+    want_elem = elem_loss.shape[0] == x.shape[0]
+    for i in range(x.shape[0]):
+        row_loss[i] = _sigmoid_focal_row(
+            x[i], target[i], alpha, gamma, inv_denom,
+            grad[i] if want_grad else x[i], want_grad, elem_loss[i] if want_elem else x[i], want_elem,
+        )
+
+
+@jit_parallel
+def sigmoid_focal_parallel(x, target, alpha, gamma, inv_denom, grad, elem_loss, row_loss):
+    want_grad = grad.shape[0] == x.shape[0]
+    want_elem = elem_loss.shape[0] == x.shape[0]
+    for i in prange(x.shape[0]):
+        row_loss[i] = _sigmoid_focal_row(
+            x[i], target[i], alpha, gamma, inv_denom,
+            grad[i] if want_grad else x[i], want_grad, elem_loss[i] if want_elem else x[i], want_elem,
+        )
+
+
+@jit_inline
+def _softmax_focal_row(x, g, want_grad, y, w_y, gamma, inv_denom):
+    """Loss (float64) of one row with class index ``y``; writes ``g`` if ``want_grad``."""
+    C = x.shape[0]
+    m = x[0]
+    for j in range(C):
+        m = maxnum(m, x[j])
+    s = 0.0
+    for j in range(C):
+        s += exp(x[j] - m)
+    log_s = math.log(s)
+    nll = (m - x[y]) + log_s
+    if gamma == 0.0:
+        coef = w_y
+        loss = w_y * nll
+    else:
+        u = -math.expm1(-nll)  # 1 - p_y, accurate when p_y is close to 1
+        p_y = math.exp(-nll)
+        ug = u**gamma
+        # p_y nll / u: its limit is 1 at u = 0 (where ug = 0) and 0 at p_y = 0 (nll = inf)
+        ratio = p_y * nll / u if (u > 0.0 and p_y > 0.0) else 0.0
+        coef = w_y * (ug * (1.0 + gamma * ratio))
+        loss = w_y * (ug * nll)
+    if want_grad:
+        scale = cast_like(coef / s * inv_denom, x[0])
+        for j in range(C):
+            g[j] = exp(x[j] - m) * scale
+        g[y] -= cast_like(coef * inv_denom, x[0])
+    return loss
+
+
+@jit
+def softmax_focal_serial(x, target, weight, ignore_index, gamma, inv_denom, grad, row_loss):
+    want_grad = grad.shape[0] == x.shape[0]
+    for i in range(x.shape[0]):
+        y = target[i]
+        if y == ignore_index:
+            row_loss[i] = 0.0
+            if want_grad:
+                grad[i, :] = 0
+            continue
+        row_loss[i] = _softmax_focal_row(x[i], grad[i] if want_grad else x[i], want_grad, y, weight[y], gamma,
+                                         inv_denom)
+
+
+@jit_parallel
+def softmax_focal_parallel(x, target, weight, ignore_index, gamma, inv_denom, grad, row_loss):
+    want_grad = grad.shape[0] == x.shape[0]
+    for i in prange(x.shape[0]):
+        y = target[i]
+        if y == ignore_index:
+            row_loss[i] = 0.0
+            if want_grad:
+                grad[i, :] = 0
+            continue
+        row_loss[i] = _softmax_focal_row(x[i], grad[i] if want_grad else x[i], want_grad, y, weight[y], gamma,
+                                         inv_denom)

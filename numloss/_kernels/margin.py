@@ -1,0 +1,159 @@
+"""Fused margin softmax kernels (CosFace, ArcFace) on cosine similarities.
+
+Per row of cosines ``c`` with class index ``y`` and scale ``s``, the logits
+are ``z_j = s c_j`` for ``j != y`` and ``z_y = s phi(c_y)`` with
+
+* CosFace (``kind`` 0): ``phi(c) = c - margin``;
+* ArcFace (``kind`` 1): ``phi(c) = cos(arccos c + margin)`` if ``c > th``
+  else ``c - mm``, ``th = cos(pi - margin)``, ``mm = sin(pi - margin) margin``
+  (insightface's threshold-and-fallback keeps ``phi`` decreasing in the angle);
+* ArcFace easy margin (``kind`` 2): ``cos(arccos c + margin)`` if ``c > 0``
+  else ``c``.
+
+Then the softmax cross-entropy of ``z`` with PyTorch's class weights and
+label smoothing (``q_j = (1 - ls) w_y [j = y] + ls w_j / K [z_j > -inf]``):
+
+    row_loss = sum_j q_j (lse(z) - z_j)
+    grad_j   = s (Q p_j - q_j) * inv_denom        (j != y),   Q = sum_j q_j
+    grad_y   = s phi'(c_y) (Q p_y - q_y) * inv_denom
+
+For ArcFace the target cosine is clamped into [-1, 1] before ``arccos``
+(the derivative of the clamp is 0 outside, 1 inside and at +-1, as
+``torch.clamp``), and ``cos(theta + m) = c cos m - sqrt(1 - c^2) sin m`` with
+``phi'(c) = cos m + sin m c / sqrt(1 - c^2)``.  At ``c = 1`` exactly that
+derivative is infinite; the kernel uses ``max(sqrt(1 - c^2), sin_floor)``
+where ``sin_floor`` is ``sqrt(1 - c^2)`` at the largest cosine below 1 that
+the logits' dtype can represent, so the derivative is exact at every
+representable cosine except 1, where it takes the value of its neighbour.
+Non-target cosines enter as ``s c`` unchanged (a ``-inf`` masks the class, as
+in the softmax cross-entropy); a NaN or ``+inf`` anywhere makes the row NaN.
+
+Shapes: ``x`` and ``grad`` ``(N, C)`` C-contiguous float32/float64 (``grad``
+may be ``x``, or ``(0, C)`` when not wanted); ``target`` ``(N,)`` int64;
+``weight`` ``(C,)`` float64; ``row_loss`` ``(N,)`` float64.
+"""
+
+import math
+
+import numpy as np
+from numba import prange
+
+from ._jit import jit, jit_inline, jit_parallel
+from ._math import cast_like, exp, maxnum
+
+COSFACE = 0
+ARCFACE = 1
+ARCFACE_EASY = 2
+
+
+@jit_inline
+def _target_phi(c, kind, margin, cos_m, sin_m, th, mm, sin_floor):
+    """``(phi(c), phi'(c))`` in float64 for the target cosine ``c``."""
+    if kind == COSFACE:
+        return c - margin, 1.0
+    if not c < np.inf:  # NaN or +inf
+        return c - c, c - c
+    if c == -np.inf:
+        return c, 1.0  # a masked target: infinite loss, the linear branch's slope
+    d_clamp = 1.0 if (c >= -1.0 and c <= 1.0) else 0.0
+    cc = -1.0 if c < -1.0 else (1.0 if c > 1.0 else c)
+    sin_t = math.sqrt(max((1.0 - cc) * (1.0 + cc), 0.0))
+    if (cc > 0.0) if kind == ARCFACE_EASY else (cc > th):
+        phi = cc * cos_m - sin_t * sin_m
+        d = cos_m + sin_m * cc / max(sin_t, sin_floor)
+    else:
+        phi = cc if kind == ARCFACE_EASY else cc - mm
+        d = 1.0
+    return phi, d * d_clamp
+
+
+@jit_inline
+def _margin_row(x, g, want_grad, y, weight, ls, scale, kind, margin, cos_m, sin_m, th, mm, sin_floor, inv_denom):
+    """Loss (float64) of one row with class index ``y``; writes ``g`` if ``want_grad``."""
+    C = x.shape[0]
+    x0 = x[0]
+    zero = cast_like(0.0, x0)
+    ninf = cast_like(-np.inf, x0)
+    st = cast_like(scale, x0)
+    phi, dphi = _target_phi(np.float64(x[y]), kind, margin, cos_m, sin_m, th, mm, sin_floor)
+    zy = scale * phi
+    zy_t = cast_like(zy, x0)
+    mo = ninf
+    for j in range(C):
+        mo = maxnum(mo, x[j] if j != y else ninf)
+    m = maxnum(mo * st, zy_t)
+
+    s = 0.0
+    k_unmasked = 0
+    w_unmasked = 0.0
+    w_dist = 0.0  # sum over unmasked j of w_j (m - z_j)
+    if ls == 0.0:
+        for j in range(C):
+            zj = x[j] * st if j != y else zy_t
+            s += exp(zj - m)
+    else:
+        for j in range(C):
+            zj = x[j] * st if j != y else zy_t
+            s += exp(zj - m)
+            if zj > -np.inf:
+                k_unmasked += 1
+                w_unmasked += weight[j]
+                w_dist += weight[j] * (m - zj)
+    log_s = math.log(s)
+    m64 = np.float64(m)
+    nll = (m64 - zy) + log_s
+    w_y = weight[y]
+    ls_over_k = ls / k_unmasked if ls > 0.0 else 0.0
+    loss = (1.0 - ls) * w_y * nll
+    if ls > 0.0:
+        loss += ls_over_k * (w_dist + log_s * w_unmasked)
+
+    if want_grad:
+        coef_total = (1.0 - ls) * w_y + ls_over_k * w_unmasked
+        sc = cast_like(coef_total / s * inv_denom * scale, x0)
+        if ls == 0.0:
+            for j in range(C):
+                zj = x[j] * st if j != y else zy_t
+                g[j] = exp(zj - m) * sc
+        else:
+            smooth = cast_like(ls_over_k * inv_denom * scale, x0)
+            for j in range(C):
+                zj = x[j] * st if j != y else zy_t
+                gj = exp(zj - m) * sc
+                gj -= smooth * cast_like(weight[j], x0) if zj > -np.inf else zero
+                g[j] = gj
+        # the target column, in float64 from the saved target logit (x[y] may be overwritten)
+        p_y = math.exp(zy - m64) / s
+        q_y = (1.0 - ls) * w_y + (ls_over_k * w_y if zy > -np.inf else 0.0)
+        g[y] = cast_like((coef_total * p_y - q_y) * inv_denom * scale * dphi, x0)
+    return loss
+
+
+@jit
+def margin_ce_serial(x, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm, sin_floor,
+                     inv_denom, grad, row_loss):
+    want_grad = grad.shape[0] == x.shape[0]
+    for i in range(x.shape[0]):
+        y = target[i]
+        if y == ignore_index:
+            row_loss[i] = 0.0
+            if want_grad:
+                grad[i, :] = 0
+            continue
+        row_loss[i] = _margin_row(x[i], grad[i] if want_grad else x[i], want_grad, y, weight, ls, scale, kind,
+                                  margin, cos_m, sin_m, th, mm, sin_floor, inv_denom)
+
+
+@jit_parallel
+def margin_ce_parallel(x, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm, sin_floor,
+                       inv_denom, grad, row_loss):
+    want_grad = grad.shape[0] == x.shape[0]
+    for i in prange(x.shape[0]):
+        y = target[i]
+        if y == ignore_index:
+            row_loss[i] = 0.0
+            if want_grad:
+                grad[i, :] = 0
+            continue
+        row_loss[i] = _margin_row(x[i], grad[i] if want_grad else x[i], want_grad, y, weight, ls, scale, kind,
+                                  margin, cos_m, sin_m, th, mm, sin_floor, inv_denom)

@@ -1,0 +1,282 @@
+"""Focal losses (sigmoid and softmax): public wrappers around the fused kernels."""
+
+import numpy as np
+
+from . import _indexed, _parallel
+from . import _validate as V
+from ._kernels import focal as K
+
+
+def _gamma(value):
+    return _indexed.real_in(value, "gamma", lo=0.0)
+
+
+def _alpha(value):
+    """``None`` or negative -> -1.0 (off); else a number in [0, 1]."""
+    if value is None:
+        return -1.0
+    a = V._real(value, "alpha")
+    if a < 0:
+        return -1.0
+    if not a <= 1.0:
+        raise ValueError(f"alpha must be None, negative (no alpha weighting) or in [0, 1]; got {value!r}")
+    return a
+
+
+def _prepare_sigmoid(logits, target, alpha, gamma, reduction):
+    x = V.float_array(logits)
+    reduction = V.reduction(reduction)
+    alpha = _alpha(alpha)
+    gamma = _gamma(gamma)
+    t = np.asarray(target)
+    if t.dtype.kind not in "biuf":
+        raise ValueError(f"target must be bool, integer or float; got dtype {t.dtype}")
+    if t.shape != x.shape:
+        raise ValueError(f"target must have the logits' shape {x.shape}; got {t.shape}")
+    shape2 = x.shape if x.ndim else (1,)
+    C = shape2[-1]
+    N = int(np.prod(shape2[:-1], dtype=np.int64))
+    # one kernel specialisation per logits dtype: targets are read in the logits' dtype
+    t2 = np.ascontiguousarray(t, dtype=x.dtype).reshape(N, C)
+    if reduction == "mean":
+        denom = float(x.size)
+        inv_denom = 1.0 / denom if denom != 0 else np.inf
+    else:
+        denom, inv_denom = 1.0, 1.0
+    return dict(x=x, N=N, C=C, target=t2, raw_target=t, alpha=alpha, gamma=gamma, reduction=reduction,
+                denom=denom, inv_denom=inv_denom)
+
+
+def _run_sigmoid(p, x2, grad2):
+    N, C = p["N"], p["C"]
+    row_loss = np.empty(N, dtype=np.float64)
+    elem = np.empty((N, C) if p["reduction"] == "none" else (0, C), dtype=x2.dtype)
+    if N * C == 0:
+        row_loss[:] = 0.0
+    else:
+        _parallel.run(
+            K.sigmoid_focal_serial, K.sigmoid_focal_parallel, _parallel.use_parallel(N * C, N),
+            x2, p["target"], p["alpha"], p["gamma"], p["inv_denom"], grad2, elem, row_loss,
+        )
+    if p["reduction"] == "none":
+        return elem.reshape(p["x"].shape)
+    total = row_loss.sum()
+    if p["reduction"] == "mean":
+        total = total / p["denom"] if p["denom"] != 0 else np.float64(np.nan)
+    return p["x"].dtype.type(total)
+
+
+def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean"):
+    r"""Sigmoid focal loss (RetinaNet) from logits, elementwise.
+
+    With :math:`p = \sigma(x)`, :math:`p_t = p t + (1 - p)(1 - t)` and
+    :math:`\alpha_t = \alpha t + (1 - \alpha)(1 - t)`:
+
+    .. math::
+
+        \ell = \alpha_t\, (1 - p_t)^\gamma\, \mathrm{BCE}(x, t),\qquad
+        \mathrm{BCE}(x, t) = t\,\mathrm{softplus}(-x) + (1 - t)\,\mathrm{softplus}(x)
+
+    computed from the logits (``log sigma`` as ``-softplus(-x)``, ``1 - p``
+    as ``sigma(-x)``): finite for every finite input.
+
+    Parameters
+    ----------
+    logits : array_like, float32 or float64, any shape
+        Any strides.  ``-inf`` is a sure negative (loss 0 for ``t = 0``,
+        infinite for ``t > 0``); NaN or ``+inf`` gives NaN for that element.
+    target : array_like of the logits' shape
+        bool, integer or float (soft labels allowed; not range-checked, as
+        torchvision).  Read in the logits' dtype.
+    alpha : float in [0, 1], negative, or None
+        Weight of the positives (``1 - alpha`` for the negatives).  ``None``
+        or a negative number disables the alpha weighting (torchvision's
+        ``alpha=-1``).
+    gamma : float >= 0
+        Focusing parameter; ``gamma = 0`` with alpha off is the sigmoid
+        cross-entropy.
+    reduction : {"mean", "sum", "none"}
+        "mean" divides by the number of elements (torchvision's
+        ``loss.mean()``); "none" returns the per-element losses.
+
+    Returns
+    -------
+    loss : NumPy scalar of the logits' dtype, or an array of the logits'
+        shape for ``reduction="none"``.
+
+    Notes
+    -----
+    Matches ``torchvision.ops.sigmoid_focal_loss`` (whose default reduction
+    is ``"none"``; numloss's is ``"mean"``).  An empty input gives NaN for
+    "mean" and 0 for "sum".
+
+    Examples
+    --------
+    >>> import numpy as np, numloss
+    >>> round(float(numloss.sigmoid_focal_loss(np.array([0.0, 2.0]), np.array([1.0, 0.0]))), 6)
+    0.602307
+    """
+    p = _prepare_sigmoid(logits, target, alpha, gamma, reduction)
+    x2 = _indexed.as_rows(p["x"], p["N"], p["C"])
+    return _run_sigmoid(p, x2, np.empty((0, p["C"]), dtype=x2.dtype))
+
+
+def sigmoid_focal_loss_with_grad(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean", out=None):
+    r"""Sigmoid focal loss and its gradient with respect to the logits, in one pass.
+
+    With :math:`q = 1 - p_t` and :math:`\mathrm{BCE}` as in
+    :func:`sigmoid_focal_loss`, the gradient per element is
+
+    .. math::
+
+        \frac{\partial \ell}{\partial x} = \alpha_t\, q^\gamma \Big((p - t)
+        + \gamma\, \mathrm{BCE}\, \frac{p (1 - p)}{q}\, (1 - 2t)\Big)
+
+    divided by the "mean" denominator.  This is the exact derivative with
+    :math:`q^{\gamma-1}` folded into :math:`q^\gamma`: :math:`p(1-p)/q` lies
+    in [0, 1], so the gradient is finite for every ``gamma >= 0``, also
+    ``gamma < 1`` where :math:`q^{\gamma-1}` alone is unbounded.  Where
+    :math:`q` rounds to 0 (a hard target met exactly) the factor takes its
+    limit 1 and the gradient is 0.
+
+    Parameters
+    ----------
+    logits, target, alpha, gamma, reduction
+        As :func:`sigmoid_focal_loss`.
+    out : ndarray, optional
+        Where to write the gradient: ``logits`` itself (in place) or a
+        C-contiguous writable array of the logits' shape and dtype sharing
+        no memory with any input.
+
+    Returns
+    -------
+    loss : as :func:`sigmoid_focal_loss`
+    grad : ndarray of the logits' shape and dtype (``out`` when given)
+
+    Notes
+    -----
+    Matches autograd through ``torchvision.ops.sigmoid_focal_loss``.
+
+    Examples
+    --------
+    >>> import numpy as np, numloss
+    >>> loss, grad = numloss.sigmoid_focal_loss_with_grad(np.zeros(2), np.array([1.0, 0.0]), alpha=None)
+    >>> grad
+    array([-0.21828245,  0.21828245])
+    """
+    p = _prepare_sigmoid(logits, target, alpha, gamma, reduction)
+    x, N, C = p["x"], p["N"], p["C"]
+    if out is not None:
+        V.out_array(out, x, [("logits", x), ("target", p["raw_target"])])
+        grad = out
+    else:
+        grad = np.empty(x.shape, dtype=x.dtype)
+    grad2 = grad.reshape(N, C)
+    if grad is x:
+        loss = _run_sigmoid(p, grad2, grad2)
+    elif x.flags.c_contiguous:
+        loss = _run_sigmoid(p, x.reshape(N, C), grad2)
+    else:
+        grad[...] = x
+        loss = _run_sigmoid(p, grad2, grad2)
+    return loss, grad
+
+
+def softmax_focal_loss(logits, target, *, gamma=2.0, weight=None, ignore_index=-100, reduction="mean"):
+    r"""Softmax focal loss from logits with integer class targets.
+
+    For each sample with logits :math:`x` (classes on the last axis),
+    :math:`p = \mathrm{softmax}(x)` and class index :math:`y`:
+
+    .. math::
+
+        \ell = -w_y\, (1 - p_y)^\gamma \log p_y
+
+    with :math:`\log p_y = x_y - \mathrm{logsumexp}(x)` and
+    :math:`1 - p_y = -\mathrm{expm1}(\log p_y)` (accurate when
+    :math:`p_y \to 1`).  ``gamma = 0`` is :func:`numloss.softmax_cross_entropy`
+    (the same operations, bit for bit).
+
+    Parameters
+    ----------
+    logits : array_like, float32 or float64, shape ``(..., C)``
+        Unnormalised scores, classes on the last axis; ``-inf`` masks a
+        class.  Any strides.
+    target : array_like of int, shape ``logits.shape[:-1]``
+        Class indices (a float target raises ``ValueError``).
+    gamma : float >= 0
+        Focusing parameter.
+    weight : array_like, shape ``(C,)``, optional
+        Per-class weights ``w`` (PyTorch's ``weight``).
+    ignore_index : int
+        Class index whose samples contribute nothing (loss 0, gradient 0).
+    reduction : {"mean", "sum", "none"}
+        "mean" divides by the summed ``weight[target]`` of the kept samples,
+        exactly as ``F.cross_entropy`` (NaN for an empty or all-ignored
+        batch); "none" returns per-sample losses (ignored samples 0).
+
+    Returns
+    -------
+    loss : NumPy scalar of the logits' dtype, or an array of shape
+        ``logits.shape[:-1]`` for ``reduction="none"``.
+
+    Notes
+    -----
+    PyTorch has no softmax focal loss; this is
+    ``(w[y] * (1 - p_y)**gamma * -log p_y).sum() / w[y].sum()`` over kept
+    samples, i.e. ``F.cross_entropy`` with the focal factor, as in the
+    multi-class form of Lin et al. (2017).  (kornia's ``focal_loss`` uses a
+    scalar ``alpha`` instead of class weights and divides by ``N``.)
+
+    Examples
+    --------
+    >>> import numpy as np, numloss
+    >>> logits = np.array([[2.0, 1.0, 0.1]])
+    >>> round(float(numloss.softmax_focal_loss(logits, np.array([0]))), 6)
+    0.049446
+    """
+    p = _indexed.prepare(logits, target, weight, ignore_index, reduction)
+    return _indexed.loss_only(p, K.softmax_focal_serial, K.softmax_focal_parallel, _gamma(gamma))
+
+
+def softmax_focal_loss_with_grad(logits, target, *, gamma=2.0, weight=None, ignore_index=-100, reduction="mean",
+                                 out=None):
+    r"""Softmax focal loss and its gradient with respect to the logits, in one pass.
+
+    With :math:`u = 1 - p_y` and :math:`\mathrm{nll} = -\log p_y`, the
+    gradient of one sample is
+
+    .. math::
+
+        \frac{\partial \ell}{\partial x_j} = w_y\, u^\gamma \Big(1 + \gamma\,
+        \frac{p_y\, \mathrm{nll}}{u}\Big) \big(p_j - [j = y]\big)
+
+    divided by the "mean" denominator.  :math:`\mathrm{nll}/u \to 1` as
+    :math:`u \to 0`, so the factor is finite for every ``gamma >= 0``
+    (0 at :math:`p_y = 1` for ``gamma > 0``).  Ignored samples get a zero
+    row.
+
+    Parameters
+    ----------
+    logits, target, gamma, weight, ignore_index, reduction
+        As :func:`softmax_focal_loss`.
+    out : ndarray, optional
+        Where to write the gradient: ``logits`` itself (in place) or a
+        C-contiguous writable array of the logits' shape and dtype sharing
+        no memory with any input.
+
+    Returns
+    -------
+    loss : as :func:`softmax_focal_loss`
+    grad : ndarray of the logits' shape and dtype (``out`` when given)
+
+    Examples
+    --------
+    >>> import numpy as np, numloss
+    >>> loss, grad = numloss.softmax_focal_loss_with_grad(np.zeros((1, 2)), np.array([1]), gamma=0.0)
+    >>> grad
+    array([[ 0.5, -0.5]])
+    """
+    p = _indexed.prepare(logits, target, weight, ignore_index, reduction)
+    return _indexed.loss_and_grad(p, out, weight, "logits", K.softmax_focal_serial, K.softmax_focal_parallel,
+                                  _gamma(gamma))
