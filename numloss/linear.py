@@ -163,6 +163,10 @@ def _run(p, want_grad):
     rows = min(rows, n_kept)
     buf = np.empty((rows, Vn), dtype=dtype)
     empty_grad = np.empty((0, Vn), dtype=dtype)
+    # The softmax kernels' in-place form is wrong with softcap (the target's
+    # tanh' is read back from the row after it was overwritten), so with
+    # softcap the gradient goes to a second buffer.  Remove once fixed.
+    gbuf = np.empty((rows, Vn), dtype=dtype) if want_grad and p["cap"] > 0.0 else buf
     if gather:
         hbuf = np.empty((rows, D), dtype=dtype)
         tbuf = np.empty(rows, dtype=np.int64)
@@ -190,23 +194,24 @@ def _run(p, want_grad):
         if b is not None:
             x += b
         parallel = _parallel.use_parallel(m * Vn, m)
+        g = gbuf[:m]
         _parallel.run(
             KS.softmax_ce_int_serial, KS.softmax_ce_int_parallel, parallel,
             x, tc, p["wc"], p["ignore"], p["ls"], p["z"], p["cap"], 0.0, p["inv_denom"],
-            x if want_grad else empty_grad, lc,
+            g if want_grad else empty_grad, lc,
         )
         if gather:
             row_loss[sel] = lc
         if not want_grad:
             continue
         if gather:
-            np.matmul(x, w, out=dhbuf[:m])
+            np.matmul(g, w, out=dhbuf[:m])
             d_hidden[sel] = dhbuf[:m]
         else:
-            np.matmul(x, w, out=d_hidden[start:stop])
-        _accumulate_weight_grad(x, hc, d_weight, start == 0, tmp)
+            np.matmul(g, w, out=d_hidden[start:stop])
+        _accumulate_weight_grad(g, hc, d_weight, start == 0, tmp)
         if b is not None:
-            _parallel.run(KL.add_column_sums_serial, KL.add_column_sums_parallel, parallel, x, dbias_acc)
+            _parallel.run(KL.add_column_sums_serial, KL.add_column_sums_parallel, parallel, g, dbias_acc)
     return row_loss, d_hidden, d_weight, dbias_acc
 
 
