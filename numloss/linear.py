@@ -331,7 +331,9 @@ def linear_cross_entropy_with_grad(
 
     Parameters
     ----------
-    hidden, weight, target, bias, weight_classes, ignore_index, label_smoothing, z_loss, softcap, reduction, normalizer, chunk_size
+    hidden, weight, target, bias, weight_classes
+        As :func:`linear_cross_entropy`.
+    ignore_index, label_smoothing, z_loss, softcap, reduction, normalizer, chunk_size
         As :func:`linear_cross_entropy`.
 
     Returns

@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
+import reference as ref
 
 import numloss
 from numloss import _blas
 from numloss.linear import default_chunk_size
-
-import reference as ref
 
 OPTIONS = {
     "plain": {},
@@ -178,7 +177,7 @@ def test_gradients_match_finite_differences():
     kw = dict(label_smoothing=0.1, z_loss=1e-2, softcap=4.0, weight_classes=rng.uniform(0.5, 2, 5), chunk_size=4)
     _, grads = numloss.linear_cross_entropy_with_grad(hidden, weight, target, bias=b, **kw)
     arrays = [hidden, weight, b]
-    for k, (arr, grad) in enumerate(zip(arrays, grads)):
+    for k, (arr, grad) in enumerate(zip(arrays, grads, strict=True)):
         fd = np.zeros_like(arr)
         for idx in np.ndindex(arr.shape):
             vals = []
@@ -259,7 +258,7 @@ def test_inputs_are_not_modified():
     hidden, weight, target, b = make(rng, 10, 4, 6, np.float32, ignore_every=3)
     copies = [a.copy() for a in (hidden, weight, target, b)]
     numloss.linear_cross_entropy_with_grad(hidden, weight, target, bias=b, softcap=2.0, chunk_size=3)
-    for a, c in zip((hidden, weight, target, b), copies):
+    for a, c in zip((hidden, weight, target, b), copies, strict=True):
         np.testing.assert_array_equal(a, c)
 
 
@@ -343,5 +342,5 @@ def test_large_matches_reference(dtype):
     want = ref.linear_cross_entropy(hidden, weight, target, bias=b, **kw)
     tol = dict(rtol=1e-3, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(got[0], want[0], **tol)
-    for g, w in zip(got[1], want[1]):
+    for g, w in zip(got[1], want[1], strict=True):
         np.testing.assert_allclose(g, w, rtol=tol["rtol"], atol=tol["atol"] + tol["rtol"] * np.abs(w).max())
