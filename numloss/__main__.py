@@ -55,11 +55,14 @@ def bench(argv):
         row = _bench.measure(case, threads, peers=not args.no_peers, repeat=args.repeat)
         rows.append(row)
         print(f" {min(row['out_ms'], row['inplace_ms']):.2f} ms", file=progress)
+    linear_rows = _bench.bench_linear(args.quick, args.filter, threads, not args.no_peers, args.repeat, progress)
     if args.json:
-        json.dump(rows, sys.stdout, indent=1)
+        json.dump(rows + linear_rows, sys.stdout, indent=1)
         print()
     else:
-        _print_table(rows, sys.stdout)
+        if rows:
+            _print_table(rows, sys.stdout)
+        _bench.print_linear_table(linear_rows, sys.stdout)
     return 0
 
 

@@ -283,3 +283,139 @@ def measure(case, threads, peers=True, repeat=7, progress=None):
         for peer in ("numpy", "torch", "jax"):
             row[f"x_{peer}"] = row[f"{peer}_ms"] / best if row[f"{peer}_ms"] else None
     return row
+
+
+# ==================================================================== linear_cross_entropy
+# (issue 5) Fused linear + softmax CE has another call shape than the logits
+# cases above -- (hidden, weight, target), three gradients, no out= -- so it has
+# its own cases, builder and measure_linear(); `numloss bench` runs these after
+# the others and prints them in their own table.  Peak memory is measured
+# per process by benchmarks/linear_ce_memory.py.
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearCase:
+    """One linear_cross_entropy case: ``shape = (N, D, V)``."""
+
+    shape: tuple
+    dtype: str = "float32"
+    bias: bool = False
+    quick: bool = False
+    family: str = "linear_cross_entropy"
+
+    @property
+    def label(self):
+        dims = "x".join(str(d) for d in self.shape)
+        return f"{self.family} {'bias' if self.bias else 'plain'} {dims} {self.dtype}"
+
+
+LINEAR_CASES = [
+    LinearCase((1024, 256, 8000), quick=True),
+    LinearCase((1024, 256, 8000), "float64", bias=True),
+    LinearCase((2048, 1024, 32000)),
+]
+
+
+def make_linear_inputs(case, seed=0):
+    """``(hidden, weight, target, bias)`` for a :class:`LinearCase`, filled eagerly."""
+    n, d, v = case.shape
+    rng = np.random.default_rng(seed)
+    hidden = rng.standard_normal((n, d), dtype=np.float32).astype(case.dtype, copy=False)
+    weight = rng.standard_normal((v, d), dtype=np.float32).astype(case.dtype, copy=False)
+    weight *= 1.0 / np.sqrt(d)
+    bias = rng.standard_normal(v, dtype=np.float32).astype(case.dtype, copy=False) if case.bias else None
+    target = rng.integers(0, v, n)
+    return hidden, weight, target, bias
+
+
+def linear_calls(case, inputs, threads, peers=True):
+    """``{name: zero-argument callable}``: numloss, the materialising NumPy path, PyTorch (both forms)."""
+    import numloss
+
+    hidden, weight, target, bias = inputs
+    calls = {"numloss": lambda: numloss.linear_cross_entropy_with_grad(hidden, weight, target, bias=bias)}
+    if not peers:
+        return calls
+
+    def materialising():
+        logits = hidden @ weight.T
+        if bias is not None:
+            logits += bias
+        loss, g = numloss.softmax_cross_entropy_with_grad(logits, target, out=logits)
+        return loss, (g @ weight, g.T @ hidden, g.sum(axis=0) if bias is not None else None)
+
+    calls["numpy"] = materialising
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return calls
+    torch.set_num_threads(threads)
+    th, tw, tt = torch.from_numpy(hidden), torch.from_numpy(weight), torch.from_numpy(target)
+    tb = torch.from_numpy(bias) if bias is not None else None
+
+    def torch_run(chunked):
+        h = th.detach().requires_grad_()
+        w = tw.detach().requires_grad_()
+        b = tb.detach().requires_grad_() if tb is not None else None
+        if chunked:
+            loss = F.linear_cross_entropy(h, w, tt, linear_bias=b, options=torch.nn.LinearCrossEntropyOptions())
+        else:
+            loss = F.cross_entropy(F.linear(h, w, b), tt)
+        loss.backward()
+        return loss, h.grad, w.grad
+
+    calls["torch"] = lambda: torch_run(False)
+    if hasattr(F, "linear_cross_entropy") and hasattr(torch.nn, "LinearCrossEntropyOptions"):
+        calls["torch_chunked"] = lambda: torch_run(True)
+    return calls
+
+
+def measure_linear(case, threads, peers=True, repeat=3):
+    """Time one :class:`LinearCase` (minimum over ``repeat`` calls after a warm-up) for every method."""
+    import numba
+
+    numba.set_num_threads(threads)
+    inputs = make_linear_inputs(case)
+    n, d, v = case.shape
+    row = dict(case=case.label, family=case.family, shape=list(case.shape), dtype=case.dtype, threads=threads,
+               gflop=3 * 2 * n * d * v / 1e9)
+    for name, fn in linear_calls(case, inputs, threads, peers).items():
+        row[f"{name}_ms"] = best_time(fn, repeat=repeat) * 1e3
+    for name in ("numpy", "torch", "torch_chunked"):
+        if f"{name}_ms" in row:
+            row[f"x_{name}"] = row[f"{name}_ms"] / row["numloss_ms"]
+    return row
+
+
+def bench_linear(quick, text_filter, threads, peers, repeat, progress=None):
+    """The rows of ``numloss bench`` for :data:`LINEAR_CASES`."""
+    cases = [c for c in LINEAR_CASES if (c.quick or not quick) and text_filter in c.label]
+    rows = []
+    for i, case in enumerate(cases, 1):
+        if progress is not None:
+            print(f"[linear {i}/{len(cases)}] {case.label} ...", end="", flush=True, file=progress)
+        rows.append(measure_linear(case, threads, peers=peers, repeat=min(repeat, 3)))
+        if progress is not None:
+            print(f" {rows[-1]['numloss_ms']:.1f} ms", file=progress)
+    return rows
+
+
+def print_linear_table(rows, file):
+    """The linear_cross_entropy rows: ms per forward+backward, GFLOP/s of numloss, x = peer time / ours."""
+    if not rows:
+        return
+    head = (f"{'case':<52} {'ms':>9} {'GFLOP/s':>8} {'numpy':>9} {'torch':>9} {'torch chunked':>13} "
+            f"{'x np':>5} {'x torch':>7} {'x chunked':>9}")
+    print(file=file)
+    print(head, file=file)
+    print("-" * len(head), file=file)
+
+    def f(v, spec):
+        return format(v, spec) if v is not None else "-"
+
+    for r in rows:
+        print(f"{r['case']:<52} {r['numloss_ms']:>9.1f} {r['gflop'] / r['numloss_ms'] * 1e3:>8.1f} "
+              f"{f(r.get('numpy_ms'), '9.1f'):>9} {f(r.get('torch_ms'), '9.1f'):>9} "
+              f"{f(r.get('torch_chunked_ms'), '13.1f'):>13} {f(r.get('x_numpy'), '5.2f'):>5} "
+              f"{f(r.get('x_torch'), '7.2f'):>7} {f(r.get('x_torch_chunked'), '9.2f'):>9}", file=file)
