@@ -15,7 +15,7 @@ def _reduce(per_sample, reduction, denom, normalizer):
         return per_sample, 1.0
     if reduction == "sum":
         return per_sample.sum(), 1.0
-    d = normalizer if normalizer is not None else denom
+    d = np.float64(normalizer if normalizer is not None else denom)  # (0 -> inf/NaN, not ZeroDivisionError)
     with np.errstate(invalid="ignore", divide="ignore"):
         return per_sample.sum() / d, 1.0 / d
 
@@ -42,8 +42,10 @@ def softmax_cross_entropy(logits, target, weight=None, ignore_index=-100, label_
         else:
             xc, dcap = x, np.ones_like(x)
         m = np.max(xc, axis=1, keepdims=True)
-        lse = m + np.log(np.sum(np.exp(xc - m), axis=1, keepdims=True))
-        logp = xc - lse
+        log_s = np.log(np.sum(np.exp(xc - m), axis=1, keepdims=True))
+        lse = m + log_s
+        # (xc - m) - log_s, not xc - lse: for |logits| ~ 1e38 lse has lost log_s
+        logp = (xc - m) - log_s
         p = np.exp(logp)
     unmasked = ~np.isneginf(x)
     K = unmasked.sum(axis=1, keepdims=True)
@@ -71,8 +73,12 @@ def softmax_cross_entropy(logits, target, weight=None, ignore_index=-100, label_
         per = -_times(q, np.log(pc)).sum(axis=1)
         grad = q.sum(axis=1, keepdims=True) * pc - q
     else:
-        per = -_times(q, logp).sum(axis=1) + z_loss * w_i * lse[:, 0] ** 2 * kept
-        grad = ((q.sum(axis=1, keepdims=True) + 2 * z_loss * (w_i * kept)[:, None] * lse) * p - q) * dcap
+        per = -_times(q, logp).sum(axis=1)
+        coef = q.sum(axis=1, keepdims=True)
+        if z_loss:  # (lse**2 may overflow for huge logits: only form it when it is used)
+            per = per + z_loss * w_i * lse[:, 0] ** 2 * kept
+            coef = coef + 2 * z_loss * (w_i * kept)[:, None] * lse
+        grad = (coef * p - q) * dcap
     per = np.where(kept, per, 0.0)
     loss, scale = _reduce(per, reduction, denom, normalizer)
     # ignored rows are exactly zero, also when the mean's denominator is 0
@@ -182,9 +188,9 @@ def softmax_focal_loss(logits, target, gamma=2.0, weight=None, ignore_index=-100
     N, C = x.shape
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         m = np.max(x, axis=1, keepdims=True)
-        lse = m + np.log(np.sum(np.exp(x - m), axis=1, keepdims=True))
-        p = np.exp(x - lse)
-        logp_y = x[np.arange(N), y] - lse[:, 0]
+        log_s = np.log(np.sum(np.exp(x - m), axis=1, keepdims=True))
+        p = np.exp((x - m) - log_s)
+        logp_y = (x[np.arange(N), y] - m[:, 0]) - log_s[:, 0]  # no cancellation when p_y -> 1
         p_y = np.exp(logp_y)
         u = -np.expm1(logp_y)
         w_y = w[y] * kept
@@ -195,6 +201,7 @@ def softmax_focal_loss(logits, target, gamma=2.0, weight=None, ignore_index=-100
     onehot = np.zeros((N, C))
     onehot[np.arange(N), y] = 1.0
     grad = (w_y * factor)[:, None] * (p - onehot)
+    grad[np.arange(N), y] = -(w_y * factor) * u  # p_y - 1 = -u without cancellation
     per = np.where(kept, per, 0.0)
     grad = np.where(kept[:, None], grad, 0.0)
     loss, scale = _reduce(per, reduction, w_y.sum(), None)
@@ -209,8 +216,7 @@ def _margin_softmax_ce(z, dz, y, kept, w, label_smoothing, reduction, shape):
     N, C = z.shape
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         m = np.max(z, axis=1, keepdims=True)
-        lse = m + np.log(np.sum(np.exp(z - m), axis=1, keepdims=True))
-        logp = z - lse
+        logp = (z - m) - np.log(np.sum(np.exp(z - m), axis=1, keepdims=True))
         p = np.exp(logp)
         unmasked = ~np.isneginf(z)
         K = unmasked.sum(axis=1, keepdims=True)
@@ -243,7 +249,7 @@ def arcface_phi(c, margin, easy_margin=False, sin_floor=0.0):
     c = np.asarray(c, dtype=np.float64)
     inside = (c >= -1) & (c <= 1)
     cc = np.clip(c, -1.0, 1.0)
-    sin_t = np.sqrt(np.maximum(1.0 - cc * cc, 0.0))
+    sin_t = np.sqrt(np.maximum((1.0 - cc) * (1.0 + cc), 0.0))  # no cancellation near |c| = 1
     cos_tm = cc * np.cos(margin) - sin_t * np.sin(margin)
     with np.errstate(divide="ignore", invalid="ignore"):
         d_tm = np.cos(margin) + np.sin(margin) * cc / np.maximum(sin_t, sin_floor)
