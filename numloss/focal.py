@@ -5,6 +5,7 @@ import numpy as np
 from . import _indexed, _parallel
 from . import _validate as V
 from ._kernels import focal as K
+from ._kernels import softmax as SK
 
 
 def _gamma(value):
@@ -21,6 +22,15 @@ def _alpha(value):
     if not a <= 1.0:
         raise ValueError(f"alpha must be None, negative (no alpha weighting) or in [0, 1]; got {value!r}")
     return a
+
+
+def _softmax_kernels(gamma):
+    """``(serial, parallel, options)``; ``gamma = 0`` runs the softmax cross-entropy kernel itself."""
+    gamma = _gamma(gamma)
+    if gamma == 0.0:
+        # no label smoothing, z-loss, softcap or eps: bit for bit softmax_cross_entropy
+        return SK.softmax_ce_int_serial, SK.softmax_ce_int_parallel, (0.0, 0.0, 0.0, 0.0)
+    return K.softmax_focal_serial, K.softmax_focal_parallel, (gamma,)
 
 
 def _prepare_sigmoid(logits, target, alpha, gamma, reduction):
@@ -194,8 +204,8 @@ def softmax_focal_loss(logits, target, *, gamma=2.0, weight=None, ignore_index=-
 
     with :math:`\log p_y = x_y - \mathrm{logsumexp}(x)` and
     :math:`1 - p_y = -\mathrm{expm1}(\log p_y)` (accurate when
-    :math:`p_y \to 1`).  ``gamma = 0`` is :func:`numloss.softmax_cross_entropy`
-    (the same operations, bit for bit).
+    :math:`p_y \to 1`).  ``gamma = 0`` runs the kernel of
+    :func:`numloss.softmax_cross_entropy` (equal bit for bit).
 
     Parameters
     ----------
@@ -235,8 +245,9 @@ def softmax_focal_loss(logits, target, *, gamma=2.0, weight=None, ignore_index=-
     >>> round(float(numloss.softmax_focal_loss(logits, np.array([0]))), 6)
     0.049446
     """
+    serial, parallel, options = _softmax_kernels(gamma)
     p = _indexed.prepare(logits, target, weight, ignore_index, reduction)
-    return _indexed.loss_only(p, K.softmax_focal_serial, K.softmax_focal_parallel, _gamma(gamma))
+    return _indexed.loss_only(p, serial, parallel, *options)
 
 
 def softmax_focal_loss_with_grad(logits, target, *, gamma=2.0, weight=None, ignore_index=-100, reduction="mean",
@@ -277,6 +288,6 @@ def softmax_focal_loss_with_grad(logits, target, *, gamma=2.0, weight=None, igno
     >>> grad
     array([[ 0.5, -0.5]])
     """
+    serial, parallel, options = _softmax_kernels(gamma)
     p = _indexed.prepare(logits, target, weight, ignore_index, reduction)
-    return _indexed.loss_and_grad(p, out, weight, "logits", K.softmax_focal_serial, K.softmax_focal_parallel,
-                                  _gamma(gamma))
+    return _indexed.loss_and_grad(p, out, weight, "logits", serial, parallel, *options)

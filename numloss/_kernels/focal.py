@@ -18,14 +18,14 @@ up as ``q -> 0``.  ``q = 0`` only happens for a hard target met exactly
 two separately computed sigmoids, so nothing cancels.
 
 Softmax focal loss, per row with class index ``y``, ``nll = -log p_y`` and
-``u = 1 - p_y = -expm1(-nll)``:
+``u = 1 - p_y = -expm1(-nll)`` (``gamma > 0``; the wrapper runs the softmax
+cross-entropy kernel itself for ``gamma = 0``):
 
     loss = w_y u**gamma nll
     grad = w_y A (p - onehot(y)) * inv_denom,   A = u**gamma (1 + gamma p_y nll / u)
 
 ``nll / u -> 1`` as ``u -> 0``, so ``A`` is finite for every ``gamma >= 0``
-(``A = 0`` at ``u = 0`` for ``gamma > 0``); ``gamma = 0`` gives ``A = 1``
-and the same operations as the softmax cross-entropy kernel.
+(``A = 0`` at ``u = 0`` for ``gamma > 0``).
 
 Shapes: ``x`` and ``grad`` are ``(N, C)`` C-contiguous float32/float64
 (``grad`` may be ``x`` itself, or ``(0, C)`` when not wanted); the sigmoid
@@ -40,6 +40,9 @@ from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
 from ._math import cast_like, exp, log1p_unit, maxnum
+
+#: classes per float32/float64 partial sum of exponentials (then summed in float64)
+SUM_BLOCK = 512
 
 
 @jit_inline
@@ -121,30 +124,41 @@ def sigmoid_focal_parallel(x, target, alpha, gamma, inv_denom, grad, elem_loss, 
 def _softmax_focal_row(x, g, want_grad, y, w_y, gamma, inv_denom):
     """Loss (float64) of one row with class index ``y``; writes ``g`` if ``want_grad``."""
     C = x.shape[0]
-    m = x[0]
+    x0 = x[0]
+    zero = cast_like(0.0, x0)
+    x_y = x[y]  # read before the row is overwritten in place
+    m = x0
     for j in range(C):
         m = maxnum(m, x[j])
+    # exp(x - m) goes straight into the gradient row and is rescaled below
+    # (one exponential per element); sums run in the row's dtype over blocks
+    # of SUM_BLOCK classes (all SIMD lanes), the block sums in float64.
     s = 0.0
-    for j in range(C):
-        s += exp(x[j] - m)
+    for j0 in range(0, C, SUM_BLOCK):
+        sb = zero
+        if want_grad:
+            for j in range(j0, min(j0 + SUM_BLOCK, C)):
+                e = exp(x[j] - m)
+                g[j] = e
+                sb += e
+        else:
+            for j in range(j0, min(j0 + SUM_BLOCK, C)):
+                sb += exp(x[j] - m)
+        s += sb
     log_s = math.log(s)
-    nll = (m - x[y]) + log_s
-    if gamma == 0.0:
-        coef = w_y
-        loss = w_y * nll
-    else:
-        u = -math.expm1(-nll)  # 1 - p_y, accurate when p_y is close to 1
-        p_y = math.exp(-nll)
-        ug = u**gamma
-        # p_y nll / u: its limit is 1 at u = 0 (where ug = 0) and 0 at p_y = 0 (nll = inf)
-        ratio = p_y * nll / u if (u > 0.0 and p_y > 0.0) else 0.0
-        coef = w_y * (ug * (1.0 + gamma * ratio))
-        loss = w_y * (ug * nll)
+    nll = (m - x_y) + log_s
+    u = -math.expm1(-nll)  # 1 - p_y, accurate when p_y is close to 1
+    p_y = math.exp(-nll)
+    ug = u**gamma
+    # p_y nll / u: its limit is 1 at u = 0 (where ug = 0 for gamma > 0) and 0 at p_y = 0 (nll = inf)
+    ratio = p_y * nll / u if (u > 0.0 and p_y > 0.0) else 0.0
+    coef = w_y * (ug * (1.0 + gamma * ratio))
+    loss = w_y * (ug * nll)
     if want_grad:
-        scale = cast_like(coef / s * inv_denom, x[0])
+        scale = cast_like(coef / s * inv_denom, x0)
         for j in range(C):
-            g[j] = exp(x[j] - m) * scale
-        g[y] -= cast_like(coef * inv_denom, x[0])
+            g[j] *= scale
+        g[y] = cast_like(-coef * u * inv_denom, x0)  # (p_y - 1) as -u: no cancellation as p_y -> 1
     return loss
 
 

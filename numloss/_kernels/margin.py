@@ -41,6 +41,9 @@ from numba import prange
 from ._jit import jit, jit_inline, jit_parallel
 from ._math import cast_like, exp, maxnum
 
+#: classes per float32/float64 partial sum of exponentials (then summed in float64)
+SUM_BLOCK = 512
+
 COSFACE = 0
 ARCFACE = 1
 ARCFACE_EASY = 2
@@ -83,18 +86,28 @@ def _margin_row(x, g, want_grad, y, weight, ls, scale, kind, margin, cos_m, sin_
         mo = maxnum(mo, x[j] if j != y else ninf)
     m = maxnum(mo * st, zy_t)
 
+    # Without label smoothing exp(z - m) goes straight into the gradient row
+    # and is rescaled below (one exponential per element); sums run in the
+    # row's dtype over blocks of SUM_BLOCK classes, the block sums in float64.
+    store = want_grad and ls == 0.0
     s = 0.0
+    for j0 in range(0, C, SUM_BLOCK):
+        sb = zero
+        if store:
+            for j in range(j0, min(j0 + SUM_BLOCK, C)):
+                e = exp((x[j] * st if j != y else zy_t) - m)
+                g[j] = e
+                sb += e
+        else:
+            for j in range(j0, min(j0 + SUM_BLOCK, C)):
+                sb += exp((x[j] * st if j != y else zy_t) - m)
+        s += sb
     k_unmasked = 0
     w_unmasked = 0.0
     w_dist = 0.0  # sum over unmasked j of w_j (m - z_j)
-    if ls == 0.0:
+    if ls > 0.0:
         for j in range(C):
             zj = x[j] * st if j != y else zy_t
-            s += exp(zj - m)
-    else:
-        for j in range(C):
-            zj = x[j] * st if j != y else zy_t
-            s += exp(zj - m)
             if zj > -np.inf:
                 k_unmasked += 1
                 w_unmasked += weight[j]
@@ -111,10 +124,9 @@ def _margin_row(x, g, want_grad, y, weight, ls, scale, kind, margin, cos_m, sin_
     if want_grad:
         coef_total = (1.0 - ls) * w_y + ls_over_k * w_unmasked
         sc = cast_like(coef_total / s * inv_denom * scale, x0)
-        if ls == 0.0:
+        if store:
             for j in range(C):
-                zj = x[j] * st if j != y else zy_t
-                g[j] = exp(zj - m) * sc
+                g[j] *= sc
         else:
             smooth = cast_like(ls_over_k * inv_denom * scale, x0)
             for j in range(C):
@@ -123,9 +135,12 @@ def _margin_row(x, g, want_grad, y, weight, ls, scale, kind, margin, cos_m, sin_
                 gj -= smooth * cast_like(weight[j], x0) if zj > -np.inf else zero
                 g[j] = gj
         # the target column, in float64 from the saved target logit (x[y] may be overwritten)
-        p_y = math.exp(zy - m64) / s
-        q_y = (1.0 - ls) * w_y + (ls_over_k * w_y if zy > -np.inf else 0.0)
-        g[y] = cast_like((coef_total * p_y - q_y) * inv_denom * scale * dphi, x0)
+        # Q p_y - q_y with p_y - 1 = -u = expm1(-nll): no cancellation as p_y -> 1
+        p_y = math.exp(-nll)
+        dz_y = (1.0 - ls) * w_y * math.expm1(-nll)
+        if ls > 0.0:
+            dz_y += ls_over_k * (w_unmasked * p_y - (w_y if zy > -np.inf else 0.0))
+        g[y] = cast_like(dz_y * inv_denom * scale * dphi, x0)
     return loss
 
 
