@@ -97,6 +97,8 @@ def gemm_tn_accumulate(a, b, c, beta):
         elif beta != 1.0:
             c *= beta
         return c
+    if not _state["loaded"]:
+        _load()
     fn = _state["gemm"][c.dtype]
     fn(_CBLAS_ROW_MAJOR, _CBLAS_TRANS, _CBLAS_NO_TRANS, M, N, K, 1.0,
        a.ctypes.data, max(1, M), b.ctypes.data, max(1, N), beta, c.ctypes.data, max(1, N))

@@ -112,4 +112,56 @@ def run_checks(seed=0, out=None):
         loss, grad = numloss.sigmoid_cross_entropy_with_grad(x, t)
         ok = np.isclose(loss, ref_loss, rtol=tol) and np.allclose(grad, ref_grad, rtol=tol, atol=tol * 1e-4)
         report(ok, f"sigmoid vs NumPy baseline ({np.dtype(dtype).name})")
+    run_linear_checks(report, rng)
     return failures
+
+
+# ==================================================================== linear_cross_entropy
+# (issue 5) Its _with_grad returns three gradients, so it has its own checks
+# rather than a CHECKS registration: every gradient against finite differences
+# of the plain loss (float64), chunked against one chunk, float32 against
+# float64, and against the materialising path (logits, then softmax CE).
+
+
+def run_linear_checks(report, rng):
+    import numloss
+
+    opts = [("plain", {}), ("weight_classes+ignore_index+bias", {"wc": True, "ignore_index": 1, "bias": True}),
+            ("label_smoothing+z_loss+softcap", {"label_smoothing": 0.1, "z_loss": 1e-2, "softcap": 3.0})]
+    for label, opts_ in opts:
+        r = np.random.default_rng(rng.integers(2**32))
+        kw = dict(opts_)
+        hidden, weight = r.standard_normal((5, 3)), r.standard_normal((7, 3))
+        target = r.integers(0, 7, 5)
+        if kw.pop("wc", False):
+            kw["weight_classes"] = r.uniform(0.5, 2, 7)
+        if kw.pop("bias", False):
+            kw["bias"] = r.standard_normal(7)
+        loss, grads = numloss.linear_cross_entropy_with_grad(hidden, weight, target, chunk_size=2, **kw)
+        named = [("hidden", hidden), ("weight", weight)] + ([("bias", kw["bias"])] if "bias" in kw else [])
+        for (name, arr), grad in zip(named, grads, strict=False):
+            def f(z, name=name, hidden=hidden, weight=weight, target=target, kw=kw):
+                args = {"hidden": hidden, "weight": weight, **kw, name: z}
+                return numloss.linear_cross_entropy(args.pop("hidden"), args.pop("weight"), target, chunk_size=2,
+                                                    **args)
+            fd = _finite_difference(f, arr.copy())
+            err = np.max(np.abs(grad - fd)) / max(1.0, np.max(np.abs(fd)))
+            report(err < 1e-6, f"linear {label}: d_{name} vs finite differences (max error {err:.1e})")
+        one, one_grads = numloss.linear_cross_entropy_with_grad(hidden, weight, target, **kw)
+        ok = np.isclose(one, loss, rtol=1e-12) and all(
+            np.allclose(a, b, rtol=1e-12, atol=1e-14) for a, b in zip(grads, one_grads, strict=True) if a is not None)
+        report(ok, f"linear {label}: chunk_size=2 equals one chunk")
+        l32, g32 = numloss.linear_cross_entropy_with_grad(
+            hidden.astype(np.float32), weight.astype(np.float32), target,
+            **{k: (v.astype(np.float32) if k == "bias" else v) for k, v in kw.items()})
+        ok = np.allclose(l32, loss, rtol=1e-5, atol=1e-6) and all(
+            np.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(g32, grads, strict=True) if a is not None)
+        report(ok, f"linear {label}: float32 agrees with float64")
+        logits = hidden @ weight.T + kw.get("bias", 0.0)
+        sm_kw = {k: v for k, v in kw.items() if k != "bias"}
+        if "weight_classes" in sm_kw:
+            sm_kw["weight"] = sm_kw.pop("weight_classes")
+        ref_loss, g = numloss.softmax_cross_entropy_with_grad(logits, target, **sm_kw)
+        ok = np.isclose(loss, ref_loss, rtol=1e-12) and np.allclose(grads[0], g @ weight, rtol=1e-10, atol=1e-14) \
+            and np.allclose(grads[1], g.T @ hidden, rtol=1e-10, atol=1e-14)
+        report(ok, f"linear {label}: equals materialised logits + softmax_cross_entropy_with_grad")

@@ -1,0 +1,55 @@
+"""asv suite for linear_cross_entropy: the chunked fused numloss call vs the materialising NumPy path.
+
+``numpy`` is ``logits = hidden @ weight.T``, ``softmax_cross_entropy_with_grad``
+in place, then ``g @ weight`` and ``g.T @ hidden`` (the same case definitions as
+``numloss bench``, :mod:`numloss._bench`).  ``peakmem_*`` is the process's peak
+RSS: the inputs and outputs are the same for both methods, so the difference is
+the ``(N, V)`` logits the materialising path holds and numloss does not.  The
+warm-up in ``setup`` runs on tiny inputs so it does not set the peak.
+"""
+
+import numba
+
+from numloss import _bench
+
+
+class LinearCrossEntropy:
+    params = (["1024x256x8000", "8192x2048x32000"], ["numloss", "numpy"])
+    param_names = ("NxDxV", "method")
+    timeout = 900
+    number = 1
+    repeat = (1, 3, 60.0)
+
+    def setup(self, shape, method):
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        threads = numba.get_num_threads()
+        tiny = _bench.LinearCase((8, 4, 16))
+        _bench.linear_calls(tiny, _bench.make_linear_inputs(tiny), threads)[method]()  # compile, start BLAS
+        case = _bench.LinearCase(tuple(int(d) for d in shape.split("x")))
+        self.call = _bench.linear_calls(case, _bench.make_linear_inputs(case), threads)[method]
+
+    def time_forward_backward(self, shape, method):
+        self.call()
+
+    def peakmem_forward_backward(self, shape, method):
+        self.call()
+
+
+class LinearCrossEntropyChunkSize:
+    """numloss's time against ``chunk_size`` at one modest shape (the default picks 256 rows here)."""
+
+    params = ([16, 64, 256, 1024],)
+    param_names = ("chunk_size",)
+    number = 1
+    repeat = (2, 5, 30.0)
+
+    def setup(self, chunk_size):
+        import numloss
+
+        case = _bench.LinearCase((2048, 512, 32000))
+        hidden, weight, target, _ = _bench.make_linear_inputs(case)
+        numloss.linear_cross_entropy_with_grad(hidden[:8], weight[:16], target[:8] % 16)
+        self.call = lambda: numloss.linear_cross_entropy_with_grad(hidden, weight, target, chunk_size=chunk_size)
+
+    def time_forward_backward(self, chunk_size):
+        self.call()
