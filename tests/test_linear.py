@@ -277,13 +277,13 @@ def test_global_mean_not_per_chunk():
 
 
 def test_default_chunk_size():
-    assert default_chunk_size(8192, 32000, 4) == 256
-    assert default_chunk_size(8192, 32000, 8) == 128
+    assert default_chunk_size(8192, 32000, 4) == 512
+    assert default_chunk_size(8192, 32000, 8) == 256
     assert default_chunk_size(100, 32000, 4) == 100  # fits in one chunk
     assert default_chunk_size(1000, 10**9, 4) == 1  # one row exceeds the target: still 1
     assert default_chunk_size(0, 10, 4) == 1
-    # evened out: 300 rows at up to 256 per chunk -> two chunks of 150
-    assert default_chunk_size(300, 32000, 4) == 150
+    # evened out: 600 rows at up to 512 per chunk -> two chunks of 300
+    assert default_chunk_size(600, 32000, 4) == 300
     for n in (1, 17, 1000, 100_001):
         c = default_chunk_size(n, 5000, 4)
         chunks = -(-n // c)
