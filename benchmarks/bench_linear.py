@@ -36,7 +36,7 @@ class LinearCrossEntropy:
 
 
 class LinearCrossEntropyChunkSize:
-    """numloss's time against ``chunk_size`` at one modest shape (the default picks 512 rows here; 2048 is one chunk)."""
+    """numloss's time against ``chunk_size`` at one modest shape (default: 512 rows; 2048 = one chunk)."""
 
     params = ([64, 256, 512, 1024, 2048],)
     param_names = ("chunk_size",)
