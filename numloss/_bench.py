@@ -174,6 +174,8 @@ def torch_call(case, args, kwargs, threads):
         loss_fn = F.cross_entropy
     elif case.family == "sigmoid_cross_entropy":
         loss_fn = F.binary_cross_entropy_with_logits
+    elif case.family in TORCH_PEERS:
+        loss_fn = TORCH_PEERS[case.family](torch, F)
     else:
         return None
 
@@ -419,3 +421,94 @@ def print_linear_table(rows, file):
               f"{f(r.get('numpy_ms'), '9.1f'):>9} {f(r.get('torch_ms'), '9.1f'):>9} "
               f"{f(r.get('torch_chunked_ms'), '13.1f'):>13} {f(r.get('x_numpy'), '5.2f'):>5} "
               f"{f(r.get('x_torch'), '7.2f'):>7} {f(r.get('x_torch_chunked'), '9.2f'):>9}", file=file)
+
+
+# ------------------------------------------------ focal and margin losses (issue 4)
+# Builders, cases and PyTorch peers (written out: torchvision is not a
+# dependency) for sigmoid_focal_loss, softmax_focal_loss,
+# cosface_cross_entropy and arcface_cross_entropy.
+
+
+@family("sigmoid_focal_loss")
+def _build_sigmoid_focal(case, rng):
+    n, c = case.shape
+    x = rng.standard_normal((n, c), dtype=np.float32).astype(case.dtype, copy=False) * 2
+    t = (rng.random((n, c)) < 0.05).astype(case.dtype)  # sparse positives, as in detection
+    return (x, t), case.kwargs
+
+
+@family("softmax_focal_loss")
+def _build_softmax_focal(case, rng):
+    n, c = case.shape
+    x = rng.standard_normal((n, c), dtype=np.float32).astype(case.dtype, copy=False) * 2
+    return (x, rng.integers(0, c, size=n)), case.kwargs
+
+
+def _build_cosines(case, rng):
+    n, c = case.shape
+    cos = rng.uniform(-0.3, 0.9, size=(n, c)).astype(case.dtype)
+    return (cos, rng.integers(0, c, size=n)), case.kwargs
+
+
+family("cosface_cross_entropy")(_build_cosines)
+family("arcface_cross_entropy")(_build_cosines)
+
+
+def _torch_sigmoid_focal(torch, F):
+    def loss(x, t, alpha=0.25, gamma=2.0):  # torchvision.ops.sigmoid_focal_loss(..., reduction="mean")
+        p = torch.sigmoid(x)
+        ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+        p_t = p * t + (1 - p) * (1 - t)
+        out = ce * ((1 - p_t) ** gamma)
+        if alpha is not None and alpha >= 0:
+            out = (alpha * t + (1 - alpha) * (1 - t)) * out
+        return out.mean()
+
+    return loss
+
+
+def _torch_softmax_focal(torch, F):
+    def loss(x, t, gamma=2.0):
+        logp_y = F.log_softmax(x, dim=-1).gather(1, t[:, None])[:, 0]
+        return (-((1 - logp_y.exp()) ** gamma) * logp_y).mean()
+
+    return loss
+
+
+def _torch_cosface(torch, F):
+    def loss(cos, t, scale=30.0, margin=0.35, **kw):
+        onehot = F.one_hot(t, cos.shape[-1]).to(cos.dtype)
+        return F.cross_entropy(scale * (cos - margin * onehot), t, **kw)
+
+    return loss
+
+
+def _torch_arcface(torch, F):
+    import math
+
+    def loss(cos, t, scale=64.0, margin=0.5, **kw):  # insightface's ArcFace margin with the exact gradient
+        onehot = F.one_hot(t, cos.shape[-1]).to(cos.dtype)
+        c = cos.clamp(-1, 1)
+        phi = c * math.cos(margin) - torch.sqrt((1 - c * c).clamp_min(1e-12)) * math.sin(margin)
+        phi = torch.where(c > math.cos(math.pi - margin), phi, c - math.sin(math.pi - margin) * margin)
+        return F.cross_entropy(scale * (onehot * phi + (1 - onehot) * cos), t, **kw)
+
+    return loss
+
+
+#: family -> (torch, F) -> loss function of (x, target, **kwargs); used by torch_call
+TORCH_PEERS = {
+    "sigmoid_focal_loss": _torch_sigmoid_focal,
+    "softmax_focal_loss": _torch_softmax_focal,
+    "cosface_cross_entropy": _torch_cosface,
+    "arcface_cross_entropy": _torch_arcface,
+}
+
+CASES += (
+    [Case("sigmoid_focal_loss", s, quick=s == (4096, 1000)) for s in SIGMOID_SHAPES]
+    + [Case("sigmoid_focal_loss", (4096, 1000), group="gamma=1.5", options=(("gamma", 1.5),))]
+    + [Case("softmax_focal_loss", (4096, 1000), quick=True)]
+    + [Case("cosface_cross_entropy", (4096, 1000), quick=True)]
+    + [Case("arcface_cross_entropy", (4096, 1000), quick=True)]
+    + [Case("arcface_cross_entropy", (4096, 1000), group="label_smoothing", options=(("label_smoothing", 0.1),))]
+)

@@ -59,11 +59,20 @@ def as_rows(x, N, C):
     return x.reshape(N, C) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(N, C)
 
 
-def run(p, serial, parallel, x2, grad2, *options):
-    """Per-row losses of ``kernel(x2, target, weight, ignore, *options, inv_denom, grad2, row_loss)``."""
+def run(p, kernels, x2, grad2, *options):
+    """Per-row losses from ``kernels = (serial, parallel, inplace_serial, inplace_parallel)``.
+
+    Out of place: ``kernel(x2, target, weight, ignore, *options, inv_denom, grad2, row_loss)``
+    (``grad2`` of shape ``(0, C)`` for no gradient); in place (``grad2 is x2``)
+    the same without ``grad2``.
+    """
     row_loss = np.empty(p["N"], dtype=np.float64)
-    _parallel.run(serial, parallel, _parallel.use_parallel(p["N"] * p["C"], p["N"]),
-                  x2, p["target"], p["weight"], p["ignore"], *options, p["inv_denom"], grad2, row_loss)
+    parallel = _parallel.use_parallel(p["N"] * p["C"], p["N"])
+    head = (x2, p["target"], p["weight"], p["ignore"], *options, p["inv_denom"])
+    if grad2 is x2:
+        _parallel.run(kernels[2], kernels[3], parallel, *head, row_loss)
+    else:
+        _parallel.run(kernels[0], kernels[1], parallel, *head, grad2, row_loss)
     return row_loss
 
 
@@ -77,12 +86,12 @@ def reduce(p, row_loss):
     return dtype.type(total)
 
 
-def loss_only(p, serial, parallel, *options):
+def loss_only(p, kernels, *options):
     x2 = as_rows(p["x"], p["N"], p["C"])
-    return reduce(p, run(p, serial, parallel, x2, np.empty((0, p["C"]), dtype=x2.dtype), *options))
+    return reduce(p, run(p, kernels, x2, np.empty((0, p["C"]), dtype=x2.dtype), *options))
 
 
-def loss_and_grad(p, out, weight, name, serial, parallel, *options):
+def loss_and_grad(p, out, weight, name, kernels, *options):
     """``(loss, grad)``: the gradient goes to ``out`` (may be the logits: in place) or a new array."""
     x, N, C = p["x"], p["N"], p["C"]
     if out is not None:
@@ -92,10 +101,10 @@ def loss_and_grad(p, out, weight, name, serial, parallel, *options):
         grad = np.empty(x.shape, dtype=x.dtype)
     grad2 = grad.reshape(N, C)
     if grad is x:
-        row_loss = run(p, serial, parallel, grad2, grad2, *options)
+        row_loss = run(p, kernels, grad2, grad2, *options)
     elif x.flags.c_contiguous:
-        row_loss = run(p, serial, parallel, x.reshape(N, C), grad2, *options)
+        row_loss = run(p, kernels, x.reshape(N, C), grad2, *options)
     else:
         grad[...] = x
-        row_loss = run(p, serial, parallel, grad2, grad2, *options)
+        row_loss = run(p, kernels, grad2, grad2, *options)
     return reduce(p, row_loss), grad

@@ -5,7 +5,7 @@ import numpy as np
 from . import _indexed, _parallel
 from . import _validate as V
 from ._kernels import focal as K
-from ._kernels import softmax as SK
+from .softmax import softmax_cross_entropy, softmax_cross_entropy_with_grad
 
 
 def _gamma(value):
@@ -24,13 +24,8 @@ def _alpha(value):
     return a
 
 
-def _softmax_kernels(gamma):
-    """``(serial, parallel, options)``; ``gamma = 0`` runs the softmax cross-entropy kernel itself."""
-    gamma = _gamma(gamma)
-    if gamma == 0.0:
-        # no label smoothing, z-loss, softcap or eps: bit for bit softmax_cross_entropy
-        return SK.softmax_ce_int_serial, SK.softmax_ce_int_parallel, (0.0, 0.0, 0.0, 0.0)
-    return K.softmax_focal_serial, K.softmax_focal_parallel, (gamma,)
+_SOFTMAX_KERNELS = (K.softmax_focal_serial, K.softmax_focal_parallel, K.softmax_focal_inplace_serial,
+                    K.softmax_focal_inplace_parallel)
 
 
 def _prepare_sigmoid(logits, target, alpha, gamma, reduction):
@@ -64,10 +59,13 @@ def _run_sigmoid(p, x2, grad2):
     if N * C == 0:
         row_loss[:] = 0.0
     else:
-        _parallel.run(
-            K.sigmoid_focal_serial, K.sigmoid_focal_parallel, _parallel.use_parallel(N * C, N),
-            x2, p["target"], p["alpha"], p["gamma"], p["inv_denom"], grad2, elem, row_loss,
-        )
+        head = (x2, p["target"], p["alpha"], p["gamma"], p["inv_denom"])
+        parallel = _parallel.use_parallel(N * C, N)
+        if grad2 is x2:
+            _parallel.run(K.sigmoid_focal_inplace_serial, K.sigmoid_focal_inplace_parallel, parallel, *head, elem,
+                          row_loss)
+        else:
+            _parallel.run(K.sigmoid_focal_serial, K.sigmoid_focal_parallel, parallel, *head, grad2, elem, row_loss)
     if p["reduction"] == "none":
         return elem.reshape(p["x"].shape)
     total = row_loss.sum()
@@ -204,8 +202,8 @@ def softmax_focal_loss(logits, target, *, gamma=2.0, weight=None, ignore_index=-
 
     with :math:`\log p_y = x_y - \mathrm{logsumexp}(x)` and
     :math:`1 - p_y = -\mathrm{expm1}(\log p_y)` (accurate when
-    :math:`p_y \to 1`).  ``gamma = 0`` runs the kernel of
-    :func:`numloss.softmax_cross_entropy` (equal bit for bit).
+    :math:`p_y \to 1`).  ``gamma = 0`` is :func:`numloss.softmax_cross_entropy`
+    (it is run, so the two are equal bit for bit).
 
     Parameters
     ----------
@@ -245,9 +243,11 @@ def softmax_focal_loss(logits, target, *, gamma=2.0, weight=None, ignore_index=-
     >>> round(float(numloss.softmax_focal_loss(logits, np.array([0]))), 6)
     0.049446
     """
-    serial, parallel, options = _softmax_kernels(gamma)
+    gamma = _gamma(gamma)
     p = _indexed.prepare(logits, target, weight, ignore_index, reduction)
-    return _indexed.loss_only(p, serial, parallel, *options)
+    if gamma == 0.0:  # the cross-entropy itself, bit for bit
+        return softmax_cross_entropy(p["x"], target, weight=weight, ignore_index=ignore_index, reduction=reduction)
+    return _indexed.loss_only(p, _SOFTMAX_KERNELS, gamma)
 
 
 def softmax_focal_loss_with_grad(logits, target, *, gamma=2.0, weight=None, ignore_index=-100, reduction="mean",
@@ -288,6 +288,9 @@ def softmax_focal_loss_with_grad(logits, target, *, gamma=2.0, weight=None, igno
     >>> grad
     array([[ 0.5, -0.5]])
     """
-    serial, parallel, options = _softmax_kernels(gamma)
+    gamma = _gamma(gamma)
     p = _indexed.prepare(logits, target, weight, ignore_index, reduction)
-    return _indexed.loss_and_grad(p, out, weight, "logits", serial, parallel, *options)
+    if gamma == 0.0:  # the cross-entropy itself, bit for bit
+        return softmax_cross_entropy_with_grad(p["x"], target, weight=weight, ignore_index=ignore_index,
+                                               reduction=reduction, out=out)
+    return _indexed.loss_and_grad(p, out, weight, "logits", _SOFTMAX_KERNELS, gamma)

@@ -8,7 +8,7 @@ from ._kernels import sigmoid as K
 
 
 def broadcast_weight(value, shape, dtype, name):
-    """A weight broadcastable to ``shape`` as a ``(R, Cw)`` array, R in {1, N}, Cw in {1, C}.
+    """A weight broadcastable to ``shape`` as a ``(R, C)`` array, R in {1, N}.
 
     Weights that vary along the last axis and/or along all leading axes
     together are passed as they are; any other broadcast pattern (e.g.
@@ -18,7 +18,7 @@ def broadcast_weight(value, shape, dtype, name):
     N = int(np.prod(shape2[:-1], dtype=np.int64))
     C = shape2[-1]
     if value is None:
-        return np.ones((1, 1), dtype=dtype)
+        return np.ones((1, C), dtype=dtype)
     w = np.asarray(value)
     if w.dtype.kind not in "biuf":
         raise ValueError(f"{name} must be numeric; got dtype {w.dtype}")
@@ -36,8 +36,9 @@ def broadcast_weight(value, shape, dtype, name):
         rows = N
     else:
         w = np.broadcast_to(w, shape2)
-        rows, last = N, C
-    return np.ascontiguousarray(w.reshape(rows, last), dtype=dtype)
+        rows = N
+    # the class axis is always materialised (C values per row), rows only when they vary
+    return np.ascontiguousarray(np.broadcast_to(w.reshape(-1 if rows == N else 1, last), (rows, C)), dtype=dtype)
 
 
 def _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer):
@@ -78,10 +79,13 @@ def _run(p, x2, grad2):
     if N * C == 0:
         row_loss[:] = 0.0
     else:
-        _parallel.run(
-            K.sigmoid_ce_serial, K.sigmoid_ce_parallel, _parallel.use_parallel(N * C, N),
-            x2, p["target"], p["weight"], p["pos_weight"], p["eps"], p["inv_denom"], grad2, elem, row_loss,
-        )
+        parallel = _parallel.use_parallel(N * C, N)
+        args = (x2, p["target"], p["weight"], p["pos_weight"], p["eps"], p["inv_denom"])
+        if grad2 is x2:
+            _parallel.run(K.sigmoid_ce_inplace_serial, K.sigmoid_ce_inplace_parallel, parallel,
+                          *args, elem, row_loss)
+        else:
+            _parallel.run(K.sigmoid_ce_serial, K.sigmoid_ce_parallel, parallel, *args, grad2, elem, row_loss)
     if p["reduction"] == "none":
         return elem.reshape(p["x"].shape)
     total = row_loss.sum()

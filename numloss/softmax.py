@@ -78,21 +78,28 @@ def _axis(axis, ndim):
 
 
 def _run(p, x2, grad2):
-    """Run the kernel over ``x2`` (N, C) C-contiguous; returns per-row losses."""
+    """Run the kernel over ``x2`` (N, C) C-contiguous; returns per-row losses.
+
+    ``grad2`` is a separate (N, C) gradient, ``x2`` itself (in place), or a
+    (0, C) array (no gradient).
+    """
     row_loss = np.empty(p["N"], dtype=np.float64)
     parallel = _parallel.use_parallel(p["N"] * p["C"], p["N"])
+    in_place = grad2 is x2
     if p["kind"] == "int":
-        _parallel.run(
-            K.softmax_ce_int_serial, K.softmax_ce_int_parallel, parallel,
-            x2, p["target"], p["weight"], p["ignore"], p["ls"], p["z"], p["cap"], p["eps"], p["inv_denom"],
-            grad2, row_loss,
-        )
+        args = (x2, p["target"], p["weight"], p["ignore"], p["ls"], p["z"], p["cap"], p["eps"], p["inv_denom"])
+        if in_place:
+            _parallel.run(K.softmax_ce_int_inplace_serial, K.softmax_ce_int_inplace_parallel, parallel,
+                          *args, row_loss)
+        else:
+            _parallel.run(K.softmax_ce_int_serial, K.softmax_ce_int_parallel, parallel, *args, grad2, row_loss)
     else:
-        _parallel.run(
-            K.softmax_ce_prob_serial, K.softmax_ce_prob_parallel, parallel,
-            x2, p["target"], p["weight"], p["ls"], p["z"], p["cap"], p["eps"], p["inv_denom"],
-            grad2, row_loss,
-        )
+        args = (x2, p["target"], p["weight"], p["ls"], p["z"], p["cap"], p["eps"], p["inv_denom"])
+        if in_place:
+            _parallel.run(K.softmax_ce_prob_inplace_serial, K.softmax_ce_prob_inplace_parallel, parallel,
+                          *args, row_loss)
+        else:
+            _parallel.run(K.softmax_ce_prob_serial, K.softmax_ce_prob_parallel, parallel, *args, grad2, row_loss)
     return row_loss
 
 

@@ -25,7 +25,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-from ._jit import JIT_OPTIONS, jit
+from ._jit import JIT_OPTIONS, jit_inline
 
 # ---------------------------------------------------------------- intrinsics
 
@@ -88,6 +88,24 @@ def rint(typingctx, a):
 
 
 @intrinsic
+def select(typingctx, cond, a, b):
+    """``a if cond else b`` as one LLVM ``select`` (no branch, no phi).
+
+    The elementary functions below use it instead of conditional
+    expressions so that they stay single basic blocks: they are then inlined
+    at the Numba IR level into every loop (a call left in a loop stops LLVM
+    from vectorising it) without upsetting Numba's SSA pass.
+    """
+    if cond != types.boolean or a != b:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.select(args[0], args[1], args[2])
+
+    return a(cond, a, b), codegen
+
+
+@intrinsic
 def pow2_of_integral(typingctx, k):
     """``2.0 ** k`` for an integral float ``k`` in the normal exponent range.
 
@@ -129,7 +147,7 @@ LN2_LO_F32 = np.float32(-2.12194440e-4)
 # ----------------------------------------------------------------------- exp
 
 
-@jit
+@jit_inline
 def exp64_poly(r):
     """``exp(r)`` for ``|r| <= 0.347``: Taylor to degree 13 (error < 5e-18)."""
     p = 1.0 / 6227020800.0
@@ -148,7 +166,7 @@ def exp64_poly(r):
     return fmuladd(r * r, p, r)
 
 
-@jit
+@jit_inline
 def exp32_poly(r):
     """``expm1(r)`` for ``|r| <= 0.347`` in float32 (Cephes' expf polynomial)."""
     p = np.float32(1.9875691500e-4)
@@ -160,11 +178,11 @@ def exp32_poly(r):
     return fmuladd(r * r, p, r)
 
 
-@jit
+@jit_inline
 def exp64(x):
     """``exp(x)`` for float64, vectorisable; NaN -> NaN, -inf -> 0, +inf -> inf."""
-    xc = x if x > -1400.0 else -1400.0
-    xc = xc if xc < 710.0 else 710.0
+    xc = select(x > -1400.0, x, -1400.0)
+    xc = select(xc < 710.0, xc, 710.0)
     k = rint(xc * LOG2E)
     r = fmuladd(-k, LN2_HI, xc)
     r = fmuladd(-k, LN2_LO, r)
@@ -174,16 +192,16 @@ def exp64(x):
     s1 = pow2_of_integral(k1)
     s2 = pow2_of_integral(k - k1)
     y = fmuladd(s1, em, s1) * s2
-    return y if x == x else x
+    return select(x == x, y, x)
 
 
-@jit
+@jit_inline
 def exp32(x):
     """``exp(x)`` for float32, vectorisable; NaN -> NaN, -inf -> 0, +inf -> inf."""
     lo = np.float32(-170.0)
     hi = np.float32(89.0)
-    xc = x if x > lo else lo
-    xc = xc if xc < hi else hi
+    xc = select(x > lo, x, lo)
+    xc = select(xc < hi, xc, hi)
     k = rint(xc * np.float32(LOG2E))
     r = fmuladd(-k, LN2_HI_F32, xc)
     r = fmuladd(-k, LN2_LO_F32, r)
@@ -192,14 +210,14 @@ def exp32(x):
     s1 = pow2_of_integral(k1)
     s2 = pow2_of_integral(k - k1)
     y = fmuladd(s1, em, s1) * s2
-    return y if x == x else x
+    return select(x == x, y, x)
 
 
-@jit
+@jit_inline
 def expm1_64(x):
     """``exp(x) - 1`` for float64, accurate near 0, vectorisable."""
-    xc = x if x > -60.0 else -60.0
-    xc = xc if xc < 710.0 else 710.0
+    xc = select(x > -60.0, x, -60.0)
+    xc = select(xc < 710.0, xc, 710.0)
     k = rint(xc * LOG2E)
     r = fmuladd(-k, LN2_HI, xc)
     r = fmuladd(-k, LN2_LO, r)
@@ -210,17 +228,17 @@ def expm1_64(x):
     s = s1 * s2
     # exp(x) - 1 = s * expm1(r) + (s - 1): s - 1 is exact while k <= 53;
     # beyond, the - 1 is below rounding and the two-step scale avoids s = inf.
-    y = fmuladd(s, em, s - 1.0) if k < 54.0 else fmuladd(s1, em, s1) * s2
-    return y if x == x else x
+    y = select(k < 54.0, fmuladd(s, em, s - 1.0), fmuladd(s1, em, s1) * s2)
+    return select(x == x, y, x)
 
 
-@jit
+@jit_inline
 def expm1_32(x):
     """``exp(x) - 1`` for float32, accurate near 0, vectorisable."""
     lo = np.float32(-30.0)
     hi = np.float32(89.0)
-    xc = x if x > lo else lo
-    xc = xc if xc < hi else hi
+    xc = select(x > lo, x, lo)
+    xc = select(xc < hi, xc, hi)
     k = rint(xc * np.float32(LOG2E))
     r = fmuladd(-k, LN2_HI_F32, xc)
     r = fmuladd(-k, LN2_LO_F32, r)
@@ -229,14 +247,14 @@ def expm1_32(x):
     s1 = pow2_of_integral(k1)
     s2 = pow2_of_integral(k - k1)
     s = s1 * s2
-    y = fmuladd(s, em, s - np.float32(1.0)) if k < np.float32(25.0) else fmuladd(s1, em, s1) * s2
-    return y if x == x else x
+    y = select(k < np.float32(25.0), fmuladd(s, em, s - np.float32(1.0)), fmuladd(s1, em, s1) * s2)
+    return select(x == x, y, x)
 
 
 # --------------------------------------------------------------------- log1p
 
 
-@jit
+@jit_inline
 def log1p_unit64(y):
     """``log(1 + y)`` for ``y`` in [0, 1] (float64), vectorisable.
 
@@ -246,7 +264,7 @@ def log1p_unit64(y):
     nothing cancels.
     """
     big = y > 0.41421356237309503
-    t = (y - 1.0) * 0.5 if big else y
+    t = select(big, (y - 1.0) * 0.5, y)
     s = t / (2.0 + t)
     z = s * s
     p = 1.0 / 21.0
@@ -261,14 +279,14 @@ def log1p_unit64(y):
     p = fmuladd(p, z, 1.0 / 3.0)
     two_s = s + s
     r = fmuladd(two_s * z, p, two_s)
-    return r + LN2 if big else r
+    return select(big, r + LN2, r)
 
 
-@jit
+@jit_inline
 def log1p_unit32(y):
     """``log(1 + y)`` for ``y`` in [0, 1] (float32), as :func:`log1p_unit64`."""
     big = y > np.float32(0.41421356)
-    t = (y - np.float32(1.0)) * np.float32(0.5) if big else y
+    t = select(big, (y - np.float32(1.0)) * np.float32(0.5), y)
     s = t / (np.float32(2.0) + t)
     z = s * s
     p = np.float32(1.0 / 11.0)
@@ -278,7 +296,7 @@ def log1p_unit32(y):
     p = fmuladd(p, z, np.float32(1.0 / 3.0))
     two_s = s + s
     r = fmuladd(two_s * z, p, two_s)
-    return r + np.float32(LN2) if big else r
+    return select(big, r + np.float32(LN2), r)
 
 
 # ------------------------------------------------- dtype-generic entry points
@@ -313,9 +331,9 @@ def _by_precision(impl64, impl32):
     return typer
 
 
-overload(exp, jit_options=_OVERLOAD_OPTIONS)(_by_precision(exp64, exp32))
-overload(expm1, jit_options=_OVERLOAD_OPTIONS)(_by_precision(expm1_64, expm1_32))
-overload(log1p_unit, jit_options=_OVERLOAD_OPTIONS)(
+overload(exp, inline="always", jit_options=_OVERLOAD_OPTIONS)(_by_precision(exp64, exp32))
+overload(expm1, inline="always", jit_options=_OVERLOAD_OPTIONS)(_by_precision(expm1_64, expm1_32))
+overload(log1p_unit, inline="always", jit_options=_OVERLOAD_OPTIONS)(
     _by_precision(log1p_unit64, log1p_unit32)
 )
 
@@ -333,7 +351,7 @@ def _cast_like_typer(value, like):
     return None
 
 
-overload(cast_like, jit_options=_OVERLOAD_OPTIONS)(_cast_like_typer)
+overload(cast_like, inline="always", jit_options=_OVERLOAD_OPTIONS)(_cast_like_typer)
 
 
 def tanh_and_sech2(x):
@@ -345,13 +363,53 @@ def _tanh_and_sech2_impl(x):
     # tanh|x| = -expm1(-2|x|) / (2 + expm1(-2|x|)): no cancellation near 0,
     # no overflow for large |x| (expm1 -> -1, tanh -> 1).
     one = cast_like(1.0, x)
-    a = x if x >= 0 else -x
+    a = select(x >= 0, x, -x)
     em = expm1(-(a + a))
     th = -em / (one + one + em)
-    th = th if x >= 0 else -th
+    th = select(x >= 0, th, -th)
     return th, (one - th) * (one + th)
 
 
-overload(tanh_and_sech2, jit_options=_OVERLOAD_OPTIONS)(
+overload(tanh_and_sech2, inline="always", jit_options=_OVERLOAD_OPTIONS)(
     lambda x: _tanh_and_sech2_impl if isinstance(x, types.Float) else None
 )
+
+
+@jit_inline
+def exp_nonpositive64(x):
+    """``exp(x)`` for ``x <= 0`` (float64): one power of two, results below
+    the smallest normal (x < -708.39) flushed to 0.  NaN -> NaN."""
+    lo = -708.0
+    xc = select(x > lo, x, lo)
+    k = rint(xc * LOG2E)
+    r = fmuladd(-k, LN2_HI, xc)
+    r = fmuladd(-k, LN2_LO, r)
+    s = pow2_of_integral(k)
+    y = fmuladd(s, exp64_poly(r), s)
+    y = select(x >= lo, y, 0.0)
+    return select(x == x, y, x)
+
+
+@jit_inline
+def exp_nonpositive32(x):
+    """``exp(x)`` for ``x <= 0`` (float32): one power of two, results below
+    the smallest normal (x < -87.3) flushed to 0.  NaN -> NaN."""
+    lo = np.float32(-87.0)
+    xc = select(x > lo, x, lo)
+    k = rint(xc * np.float32(LOG2E))
+    r = fmuladd(-k, LN2_HI_F32, xc)
+    r = fmuladd(-k, LN2_LO_F32, r)
+    s = pow2_of_integral(k)
+    y = fmuladd(s, exp32_poly(r), s)
+    y = select(x >= lo, y, np.float32(0.0))
+    return select(x == x, y, x)
+
+
+def exp_nonpositive(x):
+    """``exp(x)`` for ``x <= 0`` in the precision of ``x`` (inside kernels);
+    the softmax's ``exp(x - max)``.  Tiny results (below the smallest normal
+    number) are flushed to 0."""
+    raise NotImplementedError("numloss._kernels._math.exp_nonpositive is for use inside @njit code")
+
+
+overload(exp_nonpositive, inline="always", jit_options=_OVERLOAD_OPTIONS)(_by_precision(exp_nonpositive64, exp_nonpositive32))

@@ -18,8 +18,8 @@ up as ``q -> 0``.  ``q = 0`` only happens for a hard target met exactly
 two separately computed sigmoids, so nothing cancels.
 
 Softmax focal loss, per row with class index ``y``, ``nll = -log p_y`` and
-``u = 1 - p_y = -expm1(-nll)`` (``gamma > 0``; the wrapper runs the softmax
-cross-entropy kernel itself for ``gamma = 0``):
+``u = 1 - p_y = -expm1(-nll)`` (the public wrapper hands ``gamma = 0`` to
+the softmax cross-entropy, so the two agree bit for bit):
 
     loss = w_y u**gamma nll
     grad = w_y A (p - onehot(y)) * inv_denom,   A = u**gamma (1 + gamma p_y nll / u)
@@ -58,19 +58,21 @@ def _power(q, gamma, gamma_t):
 
 
 @jit_inline
-def _sigmoid_focal_row(x, t, alpha, gamma, inv_denom, g, want_grad, el, want_elem):
-    """Loss (float64 sum) of one row; writes ``g`` and ``el`` when wanted."""
-    x0 = x[0]
+def _sigmoid_focal_range(x, t, i, lo, hi, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad, el, want_elem,
+                         square):
+    """Sum (row's dtype) of the losses of ``x[i, lo:hi]``; writes ``g`` and ``el`` there when wanted.
+
+    ``square`` and ``want_elem`` are literals at each call site: ``q * q`` for
+    the focal factor keeps the common ``gamma = 2`` loop free of libm calls,
+    and LLVM does not vectorise a loop with two conditional stores.
+    """
+    x0 = x[i, lo]
     zero = cast_like(0.0, x0)
     one = cast_like(1.0, x0)
-    invd = cast_like(inv_denom, x0)
-    gamma_t = cast_like(gamma, x0)
-    use_alpha = alpha >= 0.0
-    alpha_t = cast_like(alpha if use_alpha else 0.5, x0)
-    total = 0.0
-    for j in range(x.shape[0]):
-        v = x[j]
-        tj = t[j]
+    total = zero
+    for j in range(lo, hi):
+        v = x[i, j]
+        tj = t[i, j]
         a = v if v >= zero else -v
         e = exp(-a)
         l1p = log1p_unit(e)
@@ -81,21 +83,59 @@ def _sigmoid_focal_row(x, t, alpha, gamma, inv_denom, g, want_grad, el, want_ele
         p_neg = e * inv1pe if v >= zero else inv1pe  # 1 - p without cancellation
         ce = (tj * sp_neg if tj != zero else zero) + ((one - tj) * sp_pos if tj != one else zero)
         q = p * (one - tj) + p_neg * tj
-        qg = _power(q, gamma, gamma_t)
+        qg = q * q if square else _power(q, gamma, gamma_t)
         w = alpha_t * tj + (one - alpha_t) * (one - tj) if use_alpha else one
         wq = w * qg
         lj = wq * ce
         lj = lj if v < np.inf else v - v
         total += lj
         if want_elem:
-            el[j] = lj
+            el[i, j] = lj
         if want_grad:
             r = p * p_neg / q if q > zero else one
             # r = 0 where p = 0 (v = -inf): the limit of ce * r is 0, not inf * 0
             extra = gamma_t * ce * r * (one - tj - tj) if r != zero else zero
             gj = wq * ((p * (one - tj) - p_neg * tj) + extra) * invd
-            g[j] = gj if v < np.inf else v - v
+            g[i, j] = gj if v < np.inf else v - v
     return total
+
+
+@jit_inline
+def _sigmoid_focal_row(x, t, i, alpha, gamma, inv_denom, g, want_grad, el, want_elem):
+    """Loss (float64 sum) of row ``i``; writes ``g[i]`` and ``el[i]`` when wanted.
+
+    Sums run in the row's dtype over blocks of SUM_BLOCK elements (all SIMD
+    lanes), the block sums in float64.
+    """
+    C = x.shape[1]
+    x0 = x[i, 0]
+    invd = cast_like(inv_denom, x0)
+    gamma_t = cast_like(gamma, x0)
+    use_alpha = alpha >= 0.0
+    alpha_t = cast_like(alpha if use_alpha else 0.5, x0)
+    total = 0.0
+    for j0 in range(0, C, SUM_BLOCK):
+        j1 = min(j0 + SUM_BLOCK, C)
+        if gamma != 2.0:  # libm pow per element: scalar code either way
+            total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad,
+                                          el, want_elem, False)
+        elif want_elem:
+            total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad,
+                                          el, True, True)
+        else:
+            total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad,
+                                          el, False, True)
+    return total
+
+
+# ------------------------------------------------------------ row-range loops
+# As in softmax.py: serial and parallel loops, each out-of-place (``grad`` a
+# separate array, or ``(0, C)`` for none) and in place (the gradient
+# overwrites ``x``: one array, so LLVM vectorises without a runtime overlap
+# check that an aliased out-of-place call would fail).  Rows are indexed as
+# ``x[i, j]``: passing ``grad[i] if want_grad else x[i]`` instead hides the
+# pointer from LLVM and costs the vectorisation (measured 5x).  Parallel loops
+# are distinct functions (Numba's cache does not key on ``parallel``).
 
 
 @jit
@@ -103,10 +143,7 @@ def sigmoid_focal_serial(x, target, alpha, gamma, inv_denom, grad, elem_loss, ro
     want_grad = grad.shape[0] == x.shape[0]
     want_elem = elem_loss.shape[0] == x.shape[0]
     for i in range(x.shape[0]):
-        row_loss[i] = _sigmoid_focal_row(
-            x[i], target[i], alpha, gamma, inv_denom,
-            grad[i] if want_grad else x[i], want_grad, elem_loss[i] if want_elem else x[i], want_elem,
-        )
+        row_loss[i] = _sigmoid_focal_row(x, target, i, alpha, gamma, inv_denom, grad, want_grad, elem_loss, want_elem)
 
 
 @jit_parallel
@@ -114,22 +151,33 @@ def sigmoid_focal_parallel(x, target, alpha, gamma, inv_denom, grad, elem_loss, 
     want_grad = grad.shape[0] == x.shape[0]
     want_elem = elem_loss.shape[0] == x.shape[0]
     for i in prange(x.shape[0]):
-        row_loss[i] = _sigmoid_focal_row(
-            x[i], target[i], alpha, gamma, inv_denom,
-            grad[i] if want_grad else x[i], want_grad, elem_loss[i] if want_elem else x[i], want_elem,
-        )
+        row_loss[i] = _sigmoid_focal_row(x, target, i, alpha, gamma, inv_denom, grad, want_grad, elem_loss, want_elem)
+
+
+@jit
+def sigmoid_focal_inplace_serial(x, target, alpha, gamma, inv_denom, elem_loss, row_loss):
+    want_elem = elem_loss.shape[0] == x.shape[0]
+    for i in range(x.shape[0]):
+        row_loss[i] = _sigmoid_focal_row(x, target, i, alpha, gamma, inv_denom, x, True, elem_loss, want_elem)
+
+
+@jit_parallel
+def sigmoid_focal_inplace_parallel(x, target, alpha, gamma, inv_denom, elem_loss, row_loss):
+    want_elem = elem_loss.shape[0] == x.shape[0]
+    for i in prange(x.shape[0]):
+        row_loss[i] = _sigmoid_focal_row(x, target, i, alpha, gamma, inv_denom, x, True, elem_loss, want_elem)
 
 
 @jit_inline
-def _softmax_focal_row(x, g, want_grad, y, w_y, gamma, inv_denom):
-    """Loss (float64) of one row with class index ``y``; writes ``g`` if ``want_grad``."""
-    C = x.shape[0]
-    x0 = x[0]
+def _softmax_focal_row(x, g, i, want_grad, y, w_y, gamma, inv_denom):
+    """Loss (float64) of row ``i`` with class index ``y``; writes ``g[i]`` if ``want_grad``."""
+    C = x.shape[1]
+    x0 = x[i, 0]
     zero = cast_like(0.0, x0)
-    x_y = x[y]  # read before the row is overwritten in place
+    x_y = x[i, y]  # read before the row is overwritten in place
     m = x0
     for j in range(C):
-        m = maxnum(m, x[j])
+        m = maxnum(m, x[i, j])
     # exp(x - m) goes straight into the gradient row and is rescaled below
     # (one exponential per element); sums run in the row's dtype over blocks
     # of SUM_BLOCK classes (all SIMD lanes), the block sums in float64.
@@ -138,12 +186,12 @@ def _softmax_focal_row(x, g, want_grad, y, w_y, gamma, inv_denom):
         sb = zero
         if want_grad:
             for j in range(j0, min(j0 + SUM_BLOCK, C)):
-                e = exp(x[j] - m)
-                g[j] = e
+                e = exp(x[i, j] - m)
+                g[i, j] = e
                 sb += e
         else:
             for j in range(j0, min(j0 + SUM_BLOCK, C)):
-                sb += exp(x[j] - m)
+                sb += exp(x[i, j] - m)
         s += sb
     log_s = math.log(s)
     nll = (m - x_y) + log_s
@@ -157,34 +205,44 @@ def _softmax_focal_row(x, g, want_grad, y, w_y, gamma, inv_denom):
     if want_grad:
         scale = cast_like(coef / s * inv_denom, x0)
         for j in range(C):
-            g[j] *= scale
-        g[y] = cast_like(-coef * u * inv_denom, x0)  # (p_y - 1) as -u: no cancellation as p_y -> 1
+            g[i, j] *= scale
+        g[i, y] = cast_like(-coef * u * inv_denom, x0)  # (p_y - 1) as -u: no cancellation as p_y -> 1
     return loss
+
+
+@jit_inline
+def _softmax_focal_one(x, g, i, want_grad, target, weight, ignore_index, gamma, inv_denom, row_loss):
+    y = target[i]
+    if y == ignore_index:
+        row_loss[i] = 0.0
+        if want_grad:
+            for j in range(x.shape[1]):
+                g[i, j] = 0
+    else:
+        row_loss[i] = _softmax_focal_row(x, g, i, want_grad, y, weight[y], gamma, inv_denom)
 
 
 @jit
 def softmax_focal_serial(x, target, weight, ignore_index, gamma, inv_denom, grad, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
     for i in range(x.shape[0]):
-        y = target[i]
-        if y == ignore_index:
-            row_loss[i] = 0.0
-            if want_grad:
-                grad[i, :] = 0
-            continue
-        row_loss[i] = _softmax_focal_row(x[i], grad[i] if want_grad else x[i], want_grad, y, weight[y], gamma,
-                                         inv_denom)
+        _softmax_focal_one(x, grad, i, want_grad, target, weight, ignore_index, gamma, inv_denom, row_loss)
 
 
 @jit_parallel
 def softmax_focal_parallel(x, target, weight, ignore_index, gamma, inv_denom, grad, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
     for i in prange(x.shape[0]):
-        y = target[i]
-        if y == ignore_index:
-            row_loss[i] = 0.0
-            if want_grad:
-                grad[i, :] = 0
-            continue
-        row_loss[i] = _softmax_focal_row(x[i], grad[i] if want_grad else x[i], want_grad, y, weight[y], gamma,
-                                         inv_denom)
+        _softmax_focal_one(x, grad, i, want_grad, target, weight, ignore_index, gamma, inv_denom, row_loss)
+
+
+@jit
+def softmax_focal_inplace_serial(x, target, weight, ignore_index, gamma, inv_denom, row_loss):
+    for i in range(x.shape[0]):
+        _softmax_focal_one(x, x, i, True, target, weight, ignore_index, gamma, inv_denom, row_loss)
+
+
+@jit_parallel
+def softmax_focal_inplace_parallel(x, target, weight, ignore_index, gamma, inv_denom, row_loss):
+    for i in prange(x.shape[0]):
+        _softmax_focal_one(x, x, i, True, target, weight, ignore_index, gamma, inv_denom, row_loss)

@@ -71,43 +71,55 @@ def _target_phi(c, kind, margin, cos_m, sin_m, th, mm, sin_floor):
 
 
 @jit_inline
-def _margin_row(x, g, want_grad, y, weight, ls, scale, kind, margin, cos_m, sin_m, th, mm, sin_floor, inv_denom):
-    """Loss (float64) of one row with class index ``y``; writes ``g`` if ``want_grad``."""
-    C = x.shape[0]
-    x0 = x[0]
+def _sum_exp_scaled(x, g, i, lo, hi, st, m, store):
+    """``sum_{lo <= j < hi} exp(st x[i, j] - m)`` in the row's dtype; stores the terms in ``g[i]`` if ``store``."""
+    sb = cast_like(0.0, st)
+    if store:
+        for j in range(lo, hi):
+            e = exp(x[i, j] * st - m)
+            g[i, j] = e
+            sb += e
+    else:
+        for j in range(lo, hi):
+            sb += exp(x[i, j] * st - m)
+    return sb
+
+
+@jit_inline
+def _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, sin_m, th, mm, sin_floor, inv_denom):
+    """Loss (float64) of row ``i`` with class index ``y``; writes ``g[i]`` if ``want_grad``."""
+    C = x.shape[1]
+    x0 = x[i, 0]
     zero = cast_like(0.0, x0)
     ninf = cast_like(-np.inf, x0)
     st = cast_like(scale, x0)
-    phi, dphi = _target_phi(np.float64(x[y]), kind, margin, cos_m, sin_m, th, mm, sin_floor)
+    phi, dphi = _target_phi(np.float64(x[i, y]), kind, margin, cos_m, sin_m, th, mm, sin_floor)
     zy = scale * phi
     zy_t = cast_like(zy, x0)
+    # Loops over the classes other than y run as two plain ranges, [0, y) and
+    # (y, C): a per-element "j != y" select keeps LLVM from vectorising them.
     mo = ninf
-    for j in range(C):
-        mo = maxnum(mo, x[j] if j != y else ninf)
+    for j in range(y):
+        mo = maxnum(mo, x[i, j])
+    for j in range(y + 1, C):
+        mo = maxnum(mo, x[i, j])
     m = maxnum(mo * st, zy_t)
 
     # Without label smoothing exp(z - m) goes straight into the gradient row
     # and is rescaled below (one exponential per element); sums run in the
     # row's dtype over blocks of SUM_BLOCK classes, the block sums in float64.
     store = want_grad and ls == 0.0
-    s = 0.0
+    s = np.float64(exp(zy_t - m))
     for j0 in range(0, C, SUM_BLOCK):
-        sb = zero
-        if store:
-            for j in range(j0, min(j0 + SUM_BLOCK, C)):
-                e = exp((x[j] * st if j != y else zy_t) - m)
-                g[j] = e
-                sb += e
-        else:
-            for j in range(j0, min(j0 + SUM_BLOCK, C)):
-                sb += exp((x[j] * st if j != y else zy_t) - m)
-        s += sb
+        j1 = min(j0 + SUM_BLOCK, C)
+        s += _sum_exp_scaled(x, g, i, j0, min(j1, y), st, m, store) + _sum_exp_scaled(
+            x, g, i, max(j0, y + 1), j1, st, m, store)
     k_unmasked = 0
     w_unmasked = 0.0
     w_dist = 0.0  # sum over unmasked j of w_j (m - z_j)
     if ls > 0.0:
         for j in range(C):
-            zj = x[j] * st if j != y else zy_t
+            zj = x[i, j] * st if j != y else zy_t
             if zj > -np.inf:
                 k_unmasked += 1
                 w_unmasked += weight[j]
@@ -126,22 +138,40 @@ def _margin_row(x, g, want_grad, y, weight, ls, scale, kind, margin, cos_m, sin_
         sc = cast_like(coef_total / s * inv_denom * scale, x0)
         if store:
             for j in range(C):
-                g[j] *= sc
+                g[i, j] *= sc
         else:
             smooth = cast_like(ls_over_k * inv_denom * scale, x0)
             for j in range(C):
-                zj = x[j] * st if j != y else zy_t
+                zj = x[i, j] * st if j != y else zy_t
                 gj = exp(zj - m) * sc
                 gj -= smooth * cast_like(weight[j], x0) if zj > -np.inf else zero
-                g[j] = gj
-        # the target column, in float64 from the saved target logit (x[y] may be overwritten)
+                g[i, j] = gj
+        # the target column, in float64 from the saved target logit (x[i, y] may be overwritten)
         # Q p_y - q_y with p_y - 1 = -u = expm1(-nll): no cancellation as p_y -> 1
         p_y = math.exp(-nll)
         dz_y = (1.0 - ls) * w_y * math.expm1(-nll)
         if ls > 0.0:
             dz_y += ls_over_k * (w_unmasked * p_y - (w_y if zy > -np.inf else 0.0))
-        g[y] = cast_like(dz_y * inv_denom * scale * dphi, x0)
+        g[i, y] = cast_like(dz_y * inv_denom * scale * dphi, x0)
     return loss
+
+
+@jit_inline
+def _margin_one(x, g, i, want_grad, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm,
+                sin_floor, inv_denom, row_loss):
+    y = target[i]
+    if y == ignore_index:
+        row_loss[i] = 0.0
+        if want_grad:
+            for j in range(x.shape[1]):
+                g[i, j] = 0
+    else:
+        row_loss[i] = _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, sin_m, th, mm,
+                                  sin_floor, inv_denom)
+
+
+# Serial and parallel loops, out-of-place and in place, for the reasons given
+# in focal.py (rows indexed as x[i, j]; one array in place).
 
 
 @jit
@@ -149,14 +179,8 @@ def margin_ce_serial(x, target, weight, ignore_index, ls, scale, kind, margin, c
                      inv_denom, grad, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
     for i in range(x.shape[0]):
-        y = target[i]
-        if y == ignore_index:
-            row_loss[i] = 0.0
-            if want_grad:
-                grad[i, :] = 0
-            continue
-        row_loss[i] = _margin_row(x[i], grad[i] if want_grad else x[i], want_grad, y, weight, ls, scale, kind,
-                                  margin, cos_m, sin_m, th, mm, sin_floor, inv_denom)
+        _margin_one(x, grad, i, want_grad, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th,
+                    mm, sin_floor, inv_denom, row_loss)
 
 
 @jit_parallel
@@ -164,11 +188,21 @@ def margin_ce_parallel(x, target, weight, ignore_index, ls, scale, kind, margin,
                        inv_denom, grad, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
     for i in prange(x.shape[0]):
-        y = target[i]
-        if y == ignore_index:
-            row_loss[i] = 0.0
-            if want_grad:
-                grad[i, :] = 0
-            continue
-        row_loss[i] = _margin_row(x[i], grad[i] if want_grad else x[i], want_grad, y, weight, ls, scale, kind,
-                                  margin, cos_m, sin_m, th, mm, sin_floor, inv_denom)
+        _margin_one(x, grad, i, want_grad, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th,
+                    mm, sin_floor, inv_denom, row_loss)
+
+
+@jit
+def margin_ce_inplace_serial(x, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm,
+                             sin_floor, inv_denom, row_loss):
+    for i in range(x.shape[0]):
+        _margin_one(x, x, i, True, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm,
+                    sin_floor, inv_denom, row_loss)
+
+
+@jit_parallel
+def margin_ce_inplace_parallel(x, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm,
+                               sin_floor, inv_denom, row_loss):
+    for i in prange(x.shape[0]):
+        _margin_one(x, x, i, True, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm,
+                    sin_floor, inv_denom, row_loss)

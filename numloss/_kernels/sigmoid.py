@@ -26,80 +26,108 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
-from ._math import cast_like, exp, log1p_unit
+from ._math import cast_like, exp_nonpositive, log1p_unit
+from .softmax import SUM_BLOCK
 
 
 @jit_inline
-def _sigmoid_ce_row(x, t, wrow, wcols, pwrow, pwcols, eps, inv_denom, g, want_grad, el, want_elem):
-    """Loss (float64 sum) of one row; writes ``g`` and ``el`` when wanted."""
-    x0 = x[0]
+def _softplus_pair(v, zero, one):
+    """``(log(1 + e^v), log(1 + e^-v), sigmoid(v))`` from one exponential."""
+    a = v if v >= zero else -v
+    e = exp_nonpositive(-a)
+    l1p = log1p_unit(e)
+    inv1pe = one / (one + e)
+    sp_pos = (v if v > zero else zero) + l1p
+    sp_neg = (-v if v < zero else zero) + l1p
+    sig = inv1pe if v >= zero else e * inv1pe
+    return sp_pos, sp_neg, sig
+
+
+@jit_inline
+def _sigmoid_ce_row(x, g, i, want_grad, target, weight, pos_weight, eps, inv_denom, el, want_elem):
+    """Loss (float64 sum) of row ``i``; writes ``g[i]`` and ``el[i]`` when wanted.
+
+    ``weight`` and ``pos_weight`` are ``(1, C)`` or ``(N, C)``.
+    """
+    x0 = x[i, 0]
+    wi = min(np.int64(i), weight.shape[0] - 1)  # row 0 or row i
+    pi = min(np.int64(i), pos_weight.shape[0] - 1)
     zero = cast_like(0.0, x0)
     one = cast_like(1.0, x0)
     invd = cast_like(inv_denom, x0)
     clipped = eps > 0.0
     epst = cast_like(eps, x0)
     hi_p = one - epst
-    log_lo = cast_like(math.log(eps) if clipped else 0.0, x0)
-    log_hi = cast_like(math.log1p(-eps) if clipped else 0.0, x0)
+    log_lo = cast_like(math.log(max(eps, 1e-300)), x0)
+    log_hi = cast_like(math.log1p(-eps), x0)
     total = 0.0
-    for j in range(x.shape[0]):
-        v = x[j]
-        tj = cast_like(t[j], x0)
-        w = wrow[j] if wcols > 1 else wrow[0]
-        pw = pwrow[j] if pwcols > 1 else pwrow[0]
-        a = v if v >= zero else -v
-        e = exp(-a)
-        l1p = log1p_unit(e)
-        sp_pos = (v if v > zero else zero) + l1p  # log(1 + e^v)
-        sp_neg = (-v if v < zero else zero) + l1p  # log(1 + e^-v)
-        inv1pe = one / (one + e)
-        sig = inv1pe if v >= zero else e * inv1pe
-        if clipped:
-            lp = -sp_neg
-            lp = log_lo if lp < log_lo else lp
-            lp = log_hi if lp > log_hi else lp
-            lq = -sp_pos
-            lq = log_lo if lq < log_lo else lq
-            lq = log_hi if lq > log_hi else lq
-            sp_neg = -lp
-            sp_pos = -lq
-            sig = epst if sig < epst else sig
-            sig = hi_p if sig > hi_p else sig
-        pt = pw * tj
-        term_pos = pt * sp_neg if tj != zero else zero
-        term_neg = (one - tj) * sp_pos if tj != one else zero
-        lj = w * (term_pos + term_neg)
-        lj = lj if v < np.inf else v - v
-        total += lj
-        if want_elem:
-            el[j] = lj
-        if want_grad:
+    C = x.shape[1]
+    # Losses are summed in the row dtype over blocks of SUM_BLOCK elements
+    # (8 float32 lanes), the block sums in float64.  Unsigned class indices:
+    # no wraparound selects, so the in-place loops vectorise too.
+    for j0 in range(0, C, SUM_BLOCK):
+        block_total = zero
+        for j in range(np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))):
+            v = x[i, j]
+            tj = cast_like(target[i, j], x0)
+            w = weight[wi, j]
+            pt = pos_weight[pi, j] * tj
+            sp_pos, sp_neg, sig = _softplus_pair(v, zero, one)
+            if clipped:
+                sp_neg = -min(max(-sp_neg, log_lo), log_hi)
+                sp_pos = -min(max(-sp_pos, log_lo), log_hi)
+                sig = min(max(sig, epst), hi_p)
+            term_pos = pt * sp_neg if tj != zero else zero
+            term_neg = (one - tj) * sp_pos if tj != one else zero
+            lj = w * (term_pos + term_neg)
             gj = w * (sig * (pt + one - tj) - pt) * invd
-            g[j] = gj if v < np.inf else v - v
+            bad = not (v < np.inf)  # NaN or +inf logit: NaN loss and gradient
+            lj = v - v if bad else lj
+            gj = v - v if bad else gj
+            block_total += lj
+            if want_elem:
+                el[i, j] = lj
+            if want_grad:
+                g[i, j] = gj
+        total += block_total
     return total
+
+
+# Serial and parallel loops, out-of-place (``grad`` separate, or ``(0, C)``
+# for none) and in place (the gradient overwrites ``x``: one pointer, so LLVM
+# vectorises without an overlap check).  See softmax.py for why the parallel
+# loops are distinct functions.
 
 
 @jit
 def sigmoid_ce_serial(x, target, weight, pos_weight, eps, inv_denom, grad, elem_loss, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
     want_elem = elem_loss.shape[0] == x.shape[0]
-    wr, wc = weight.shape
-    pr, pc = pos_weight.shape
     for i in range(x.shape[0]):
-        row_loss[i] = _sigmoid_ce_row(
-            x[i], target[i], weight[i if wr > 1 else 0], wc, pos_weight[i if pr > 1 else 0], pc, eps, inv_denom,
-            grad[i] if want_grad else x[i], want_grad, elem_loss[i] if want_elem else x[i], want_elem,
-        )
+        row_loss[i] = _sigmoid_ce_row(x, grad, i, want_grad, target, weight, pos_weight, eps, inv_denom,
+                                      elem_loss, want_elem)
 
 
 @jit_parallel
 def sigmoid_ce_parallel(x, target, weight, pos_weight, eps, inv_denom, grad, elem_loss, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
     want_elem = elem_loss.shape[0] == x.shape[0]
-    wr, wc = weight.shape
-    pr, pc = pos_weight.shape
     for i in prange(x.shape[0]):
-        row_loss[i] = _sigmoid_ce_row(
-            x[i], target[i], weight[i if wr > 1 else 0], wc, pos_weight[i if pr > 1 else 0], pc, eps, inv_denom,
-            grad[i] if want_grad else x[i], want_grad, elem_loss[i] if want_elem else x[i], want_elem,
-        )
+        row_loss[i] = _sigmoid_ce_row(x, grad, i, want_grad, target, weight, pos_weight, eps, inv_denom,
+                                      elem_loss, want_elem)
+
+
+@jit
+def sigmoid_ce_inplace_serial(x, target, weight, pos_weight, eps, inv_denom, elem_loss, row_loss):
+    want_elem = elem_loss.shape[0] == x.shape[0]
+    for i in range(x.shape[0]):
+        row_loss[i] = _sigmoid_ce_row(x, x, i, True, target, weight, pos_weight, eps, inv_denom,
+                                      elem_loss, want_elem)
+
+
+@jit_parallel
+def sigmoid_ce_inplace_parallel(x, target, weight, pos_weight, eps, inv_denom, elem_loss, row_loss):
+    want_elem = elem_loss.shape[0] == x.shape[0]
+    for i in prange(x.shape[0]):
+        row_loss[i] = _sigmoid_ce_row(x, x, i, True, target, weight, pos_weight, eps, inv_denom,
+                                      elem_loss, want_elem)

@@ -28,7 +28,12 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
-from ._math import cast_like, exp, maxnum, tanh_and_sech2
+from ._math import cast_like, exp_nonpositive, maxnum, tanh_and_sech2
+
+# Row sums of exponentials are accumulated in the row's dtype over blocks of
+# this many classes (fast: 8 float32 lanes), and the block sums in float64,
+# so a float32 sum never runs over more than SUM_BLOCK terms.
+SUM_BLOCK = 512
 
 
 @jit_inline
@@ -41,10 +46,10 @@ def _capped(v, softcap):
 
 
 @jit_inline
-def _row_max(x):
-    m = x[0]
-    for j in range(x.shape[0]):
-        m = maxnum(m, x[j])
+def _row_max(x, i):
+    m = x[i, 0]
+    for j in range(np.uint64(x.shape[1])):
+        m = maxnum(m, x[i, j])
     return m
 
 
@@ -56,45 +61,68 @@ def _clip_probability(p, eps, one_minus_eps):
 
 
 @jit_inline
-def _softmax_row_int(x, g, want_grad, y, weight, ls, z, softcap, eps, inv_denom):
+def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_denom):
     """Loss of one row with class index ``y``; writes ``g`` if ``want_grad``.
 
     ``q_c = (1 - ls) w_y [c == y] + ls w_c / K [x_c > -inf]``, ``K`` the
     number of unmasked classes (PyTorch's definition when nothing is masked).
     Returns the row's loss (float64).
     """
-    C = x.shape[0]
-    x0 = x[0]
+    C = x.shape[1]
+    Cu = np.uint64(C)  # unsigned class indices: no wraparound selects, so in-place loops vectorise
+    x0 = x[i, 0]
     zero = cast_like(0.0, x0)
     one = cast_like(1.0, x0)
     w_y = weight[y]
     use_cap = softcap > 0.0
     capt = cast_like(softcap, x0)
-    m = _row_max(x)
+    m = _row_max(x, i)
     if use_cap:
         m = _capped(m, capt)
 
+    x_y = x[i, y]  # read before an in-place pass overwrites the row
+    x_y_raw = x_y
+    plain = not use_cap and ls == 0.0 and eps == 0.0
+    store = plain and want_grad
     s = 0.0
     k_unmasked = 0
     w_unmasked = 0.0
     w_dist = 0.0  # sum over unmasked c of w_c (m - x'_c)
-    if not use_cap and ls == 0.0:
-        for j in range(C):
-            s += exp(x[j] - m)
+    if plain:
+        # exp(x - m) is stored into the gradient row and rescaled below:
+        # one exponential per element.
+        for j0 in range(0, C, SUM_BLOCK):
+            sb = zero
+            if store:
+                for j in range(np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))):
+                    e = exp_nonpositive(x[i, j] - m)
+                    g[i, j] = e
+                    sb += e
+            else:
+                for j in range(np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))):
+                    sb += exp_nonpositive(x[i, j] - m)
+            s += sb
     else:
-        for j in range(C):
-            v = x[j]
-            if use_cap:
-                v = _capped(v, capt)
-            s += exp(v - m)
-            if ls > 0.0 and x[j] > -np.inf:
-                k_unmasked += 1
-                w_unmasked += weight[j]
-                w_dist += weight[j] * (m - v)
+        for j0 in range(0, C, SUM_BLOCK):
+            sb = zero
+            for j in range(np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))):
+                v = x[i, j]
+                if use_cap:
+                    v = _capped(v, capt)
+                sb += exp_nonpositive(v - m)
+            s += sb
+        if ls > 0.0:
+            for j in range(Cu):
+                if x[i, j] > -np.inf:
+                    k_unmasked += 1
+                    w_unmasked += weight[j]
+                    v = x[i, j]
+                    if use_cap:
+                        v = _capped(v, capt)
+                    w_dist += weight[j] * (m - v)
 
     log_s = math.log(s)
     lse = m + log_s
-    x_y = x[y]
     if use_cap:
         x_y = _capped(x_y, capt)
     nll = (m - x_y) + log_s
@@ -121,64 +149,65 @@ def _softmax_row_int(x, g, want_grad, y, weight, ls, z, softcap, eps, inv_denom)
             hit = one - epst
             inv_s = cast_like(1.0 / s, x0)
             wsc = cast_like(w_y * inv_denom, x0)
-            for j in range(C):
-                g[j] = _clip_probability(exp(x[j] - m) * inv_s, epst, hit) * wsc
-        elif not use_cap and ls == 0.0:
-            for j in range(C):
-                g[j] = exp(x[j] - m) * scale
+            for j in range(Cu):
+                g[i, j] = _clip_probability(exp_nonpositive(x[i, j] - m) * inv_s, epst, hit) * wsc
+        elif plain:
+            for j in range(Cu):
+                g[i, j] *= scale
         else:
-            for j in range(C):
-                v = x[j]
+            for j in range(Cu):
+                v = x[i, j]
                 d = one
                 if use_cap:
                     th, d = tanh_and_sech2(v / capt)
                     c = capt * th
                     c = c if v > -np.inf else v
                     v = c if v < np.inf else v - v
-                gj = exp(v - m) * scale
+                gj = exp_nonpositive(v - m) * scale
                 if ls > 0.0:
-                    gj -= smooth * cast_like(weight[j], x0) if x[j] > -np.inf else zero
-                g[j] = gj * d
+                    gj -= smooth * cast_like(weight[j], x0) if x[i, j] > -np.inf else zero
+                g[i, j] = gj * d
         # the one-hot part of q: -(1 - ls) w_y at the target, times dx'/dx
         d_y = one
         if use_cap:
-            _, d_y = tanh_and_sech2(x[y] / capt)
-        g[y] -= cast_like((1.0 - ls) * w_y * inv_denom, x0) * d_y
+            _, d_y = tanh_and_sech2(x_y_raw / capt)
+        g[i, y] -= cast_like((1.0 - ls) * w_y * inv_denom, x0) * d_y
     return loss
 
 
 @jit_inline
-def _softmax_row_prob(x, g, want_grad, t, weight, ls, z, softcap, eps, inv_denom):
-    """Loss of one row with a target distribution ``t`` (a row of floats).
+def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_denom):
+    """Loss of one row with a target distribution ``t[i]``.
 
     ``q_c = w_c ((1 - ls) t_c + ls / K [x_c > -inf])``.  Returns the row's
     loss (float64).
     """
-    C = x.shape[0]
-    x0 = x[0]
+    C = x.shape[1]
+    Cu = np.uint64(C)  # unsigned class indices: no wraparound selects, so in-place loops vectorise
+    x0 = x[i, 0]
     zero = cast_like(0.0, x0)
     one = cast_like(1.0, x0)
     use_cap = softcap > 0.0
     capt = cast_like(softcap, x0)
-    m = _row_max(x)
+    m = _row_max(x, i)
     if use_cap:
         m = _capped(m, capt)
     k_unmasked = 0
     if ls > 0.0:
-        for j in range(C):
-            k_unmasked += 1 if x[j] > -np.inf else 0
+        for j in range(Cu):
+            k_unmasked += 1 if x[i, j] > -np.inf else 0
     ls_over_k = ls / k_unmasked if ls > 0.0 else 0.0
 
     s = 0.0
     q_total = 0.0
     q_dist = 0.0  # sum_c q_c (m - x'_c), terms with q_c == 0 skipped
-    for j in range(C):
-        v = x[j]
+    for j in range(Cu):
+        v = x[i, j]
         if use_cap:
             v = _capped(v, capt)
-        s += exp(v - m)
-        q = (1.0 - ls) * t[j]
-        if ls > 0.0 and x[j] > -np.inf:
+        s += exp_nonpositive(v - m)
+        q = (1.0 - ls) * t[i, j]
+        if ls > 0.0 and x[i, j] > -np.inf:
             q += ls_over_k
         q *= weight[j]
         q_total += q
@@ -192,9 +221,9 @@ def _softmax_row_prob(x, g, want_grad, t, weight, ls, z, softcap, eps, inv_denom
         log_lo = math.log(eps)
         log_hi = math.log1p(-eps)
         loss = 0.0
-        for j in range(C):
-            q = t[j] * weight[j]
-            lp = (x[j] - m) - log_s
+        for j in range(Cu):
+            q = t[i, j] * weight[j]
+            lp = (x[i, j] - m) - log_s
             lp = log_lo if lp < log_lo else lp
             lp = log_hi if lp > log_hi else lp
             loss -= q * lp if q != 0.0 else 0.0
@@ -208,84 +237,105 @@ def _softmax_row_prob(x, g, want_grad, t, weight, ls, z, softcap, eps, inv_denom
             inv_st = cast_like(inv_s, x0)
             qt = cast_like(q_total * inv_denom, x0)
             invd = cast_like(inv_denom, x0)
-            for j in range(C):
-                p = _clip_probability(exp(x[j] - m) * inv_st, epst, hit)
-                g[j] = p * qt - cast_like(t[j] * weight[j], x0) * invd
+            for j in range(Cu):
+                p = _clip_probability(exp_nonpositive(x[i, j] - m) * inv_st, epst, hit)
+                g[i, j] = p * qt - cast_like(t[i, j] * weight[j], x0) * invd
         else:
             scale = cast_like((q_total + 2.0 * z * lse) * inv_s * inv_denom, x0)
             invd = cast_like(inv_denom, x0)
             one_minus_ls = cast_like(1.0 - ls, x0)
             lsk = cast_like(ls_over_k, x0)
-            for j in range(C):
-                v = x[j]
+            for j in range(Cu):
+                v = x[i, j]
                 d = one
                 if use_cap:
                     th, d = tanh_and_sech2(v / capt)
                     c = capt * th
                     c = c if v > -np.inf else v
                     v = c if v < np.inf else v - v
-                q = one_minus_ls * cast_like(t[j], x0)
+                q = one_minus_ls * cast_like(t[i, j], x0)
                 if ls > 0.0:
-                    q += lsk if x[j] > -np.inf else zero
+                    q += lsk if x[i, j] > -np.inf else zero
                 q *= cast_like(weight[j], x0)
-                g[j] = (exp(v - m) * scale - q * invd) * d
+                g[i, j] = (exp_nonpositive(v - m) * scale - q * invd) * d
     return loss
 
 
 # ------------------------------------------------------------ row-range loops
-# One serial and one parallel loop per target kind.  They are distinct
-# functions (not one function compiled twice) because Numba's disk cache does
-# not tell a parallel=True and a parallel=False compile of the same function
-# apart.  Every iteration writes only its own row of ``grad`` and
-# ``row_loss``; the reduction over rows happens afterwards, serially.
+# Serial and parallel loops, each out-of-place (``grad`` a separate array, or
+# ``(0, C)`` for no gradient) and in place (the gradient overwrites ``x``).
+# The in-place loops pass the same array as logits and gradient, so LLVM
+# sees one pointer and vectorises without a runtime overlap check (which an
+# aliased call of the out-of-place loop would fail, falling back to scalar
+# code).  The parallel loops are distinct functions, not the serial ones
+# compiled twice, because Numba's disk cache does not tell a parallel=True
+# and a parallel=False compile of the same function apart.  Every iteration
+# writes only its own row of the gradient and of ``row_loss``; the reduction
+# over rows happens afterwards, serially.
+
+
+@jit_inline
+def _int_row(x, g, i, want_grad, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_loss):
+    y = target[i]
+    if y == ignore_index:
+        row_loss[i] = 0.0
+        if want_grad:
+            for j in range(np.uint64(x.shape[1])):
+                g[i, j] = 0
+    else:
+        row_loss[i] = _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_denom)
 
 
 @jit
 def softmax_ce_int_serial(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, grad, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
     for i in range(x.shape[0]):
-        y = target[i]
-        if y == ignore_index:
-            row_loss[i] = 0.0
-            if want_grad:
-                grad[i, :] = 0
-            continue
-        row_loss[i] = _softmax_row_int(
-            x[i], grad[i] if want_grad else x[i], want_grad, y, weight, ls, z, softcap, eps, inv_denom
-        )
+        _int_row(x, grad, i, want_grad, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_loss)
 
 
 @jit_parallel
 def softmax_ce_int_parallel(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, grad, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
     for i in prange(x.shape[0]):
-        y = target[i]
-        if y == ignore_index:
-            row_loss[i] = 0.0
-            if want_grad:
-                grad[i, :] = 0
-            continue
-        row_loss[i] = _softmax_row_int(
-            x[i], grad[i] if want_grad else x[i], want_grad, y, weight, ls, z, softcap, eps, inv_denom
-        )
+        _int_row(x, grad, i, want_grad, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_loss)
+
+
+@jit
+def softmax_ce_int_inplace_serial(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_loss):
+    for i in range(x.shape[0]):
+        _int_row(x, x, i, True, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_loss)
+
+
+@jit_parallel
+def softmax_ce_int_inplace_parallel(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_loss):
+    for i in prange(x.shape[0]):
+        _int_row(x, x, i, True, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_loss)
 
 
 @jit
 def softmax_ce_prob_serial(x, target, weight, ls, z, softcap, eps, inv_denom, grad, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
     for i in range(x.shape[0]):
-        row_loss[i] = _softmax_row_prob(
-            x[i], grad[i] if want_grad else x[i], want_grad, target[i], weight, ls, z, softcap, eps, inv_denom
-        )
+        row_loss[i] = _softmax_row_prob(x, grad, i, want_grad, target, weight, ls, z, softcap, eps, inv_denom)
 
 
 @jit_parallel
 def softmax_ce_prob_parallel(x, target, weight, ls, z, softcap, eps, inv_denom, grad, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
     for i in prange(x.shape[0]):
-        row_loss[i] = _softmax_row_prob(
-            x[i], grad[i] if want_grad else x[i], want_grad, target[i], weight, ls, z, softcap, eps, inv_denom
-        )
+        row_loss[i] = _softmax_row_prob(x, grad, i, want_grad, target, weight, ls, z, softcap, eps, inv_denom)
+
+
+@jit
+def softmax_ce_prob_inplace_serial(x, target, weight, ls, z, softcap, eps, inv_denom, row_loss):
+    for i in range(x.shape[0]):
+        row_loss[i] = _softmax_row_prob(x, x, i, True, target, weight, ls, z, softcap, eps, inv_denom)
+
+
+@jit_parallel
+def softmax_ce_prob_inplace_parallel(x, target, weight, ls, z, softcap, eps, inv_denom, row_loss):
+    for i in prange(x.shape[0]):
+        row_loss[i] = _softmax_row_prob(x, x, i, True, target, weight, ls, z, softcap, eps, inv_denom)
 
 
 @jit
