@@ -75,6 +75,19 @@ def maxnum(typingctx, a, b):
 
 
 @intrinsic
+def minnum(typingctx, a, b):
+    """IEEE minNum: the smaller of ``a`` and ``b``; a NaN argument is ignored."""
+    if a != b or _float_ir_type(a) is None:
+        return None
+
+    def codegen(context, builder, signature, args):
+        fn = _declare(builder, "llvm.minnum", _float_ir_type(a), 2)
+        return builder.call(fn, list(args))
+
+    return a(a, b), codegen
+
+
+@intrinsic
 def rint(typingctx, a):
     """Round to the nearest integer (ties to even), as a float."""
     if _float_ir_type(a) is None:
