@@ -372,12 +372,43 @@ def tanh_and_sech2(x):
     raise NotImplementedError("numloss._kernels._math.tanh_and_sech2 is for use inside @njit code")
 
 
+@jit_inline
+def _expm1_nonpositive64(x):
+    # x <= 0 (or NaN): one power of two suffices, exp(x) - 1 = -1 below -40
+    xc = maxnum(x, -40.0)
+    k = rint(xc * LOG2E)
+    r = fmuladd(-k, LN2_HI, xc)
+    r = fmuladd(-k, LN2_LO, r)
+    s = pow2_of_integral(k)
+    return select(x == x, fmuladd(s, exp64_poly(r), s - 1.0), x)
+
+
+@jit_inline
+def _expm1_nonpositive32(x):
+    xc = maxnum(x, np.float32(-20.0))
+    k = rint(xc * np.float32(LOG2E))
+    r = fmuladd(-k, LN2_HI_F32, xc)
+    r = fmuladd(-k, LN2_LO_F32, r)
+    s = pow2_of_integral(k)
+    return select(x == x, fmuladd(s, exp32_poly(r), s - np.float32(1.0)), x)
+
+
+def expm1_nonpositive(x):
+    """``exp(x) - 1`` for ``x <= 0`` in the precision of ``x`` (inside kernels)."""
+    raise NotImplementedError("numloss._kernels._math.expm1_nonpositive is for use inside @njit code")
+
+
+overload(expm1_nonpositive, inline="always", jit_options=_OVERLOAD_OPTIONS)(
+    _by_precision(_expm1_nonpositive64, _expm1_nonpositive32)
+)
+
+
 def _tanh_and_sech2_impl(x):
     # tanh|x| = -expm1(-2|x|) / (2 + expm1(-2|x|)): no cancellation near 0,
     # no overflow for large |x| (expm1 -> -1, tanh -> 1).
     one = cast_like(1.0, x)
     a = select(x >= 0, x, -x)
-    em = expm1(-(a + a))
+    em = expm1_nonpositive(-(a + a))
     th = -em / (one + one + em)
     th = select(x >= 0, th, -th)
     return th, (one - th) * (one + th)

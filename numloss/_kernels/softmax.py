@@ -103,23 +103,35 @@ def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_den
                     sb += exp_nonpositive(x[i, j] - m)
             s += sb
     else:
+        # Options: explicit loops per case, no branch inside a loop (a
+        # conditional in the loop body kept LLVM from vectorising it).
         for j0 in range(0, C, SUM_BLOCK):
             sb = zero
-            for j in range(np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))):
-                v = x[i, j]
-                if use_cap:
-                    v = _capped(v, capt)
-                sb += exp_nonpositive(v - m)
+            lo, hi = np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))
+            if use_cap:
+                for j in range(lo, hi):
+                    sb += exp_nonpositive(_capped(x[i, j], capt) - m)
+            else:
+                for j in range(lo, hi):
+                    sb += exp_nonpositive(x[i, j] - m)
             s += sb
         if ls > 0.0:
-            for j in range(Cu):
-                if x[i, j] > -np.inf:
-                    k_unmasked += 1
-                    w_unmasked += weight[j]
+            if use_cap:
+                for j in range(Cu):
                     v = x[i, j]
-                    if use_cap:
-                        v = _capped(v, capt)
-                    w_dist += weight[j] * (m - v)
+                    unmasked = v > -np.inf
+                    wj = weight[j]
+                    k_unmasked += 1 if unmasked else 0
+                    w_unmasked += wj if unmasked else 0.0
+                    w_dist += wj * (m - _capped(v, capt)) if unmasked else 0.0
+            else:
+                for j in range(Cu):
+                    v = x[i, j]
+                    unmasked = v > -np.inf
+                    wj = weight[j]
+                    k_unmasked += 1 if unmasked else 0
+                    w_unmasked += wj if unmasked else 0.0
+                    w_dist += wj * (m - v) if unmasked else 0.0
 
     log_s = math.log(s)
     lse = m + log_s
@@ -154,19 +166,28 @@ def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_den
         elif plain:
             for j in range(Cu):
                 g[i, j] *= scale
+        elif use_cap and ls == 0.0:
+            for j in range(Cu):
+                v = x[i, j]
+                th, d = tanh_and_sech2(v / capt)
+                c = capt * th
+                c = c if v > -np.inf else v
+                c = c if v < np.inf else v - v
+                g[i, j] = exp_nonpositive(c - m) * scale * d
+        elif use_cap:
+            for j in range(Cu):
+                v = x[i, j]
+                th, d = tanh_and_sech2(v / capt)
+                c = capt * th
+                c = c if v > -np.inf else v
+                c = c if v < np.inf else v - v
+                smooth_j = smooth * cast_like(weight[j], x0)
+                g[i, j] = (exp_nonpositive(c - m) * scale - (smooth_j if v > -np.inf else zero)) * d
         else:
             for j in range(Cu):
                 v = x[i, j]
-                d = one
-                if use_cap:
-                    th, d = tanh_and_sech2(v / capt)
-                    c = capt * th
-                    c = c if v > -np.inf else v
-                    v = c if v < np.inf else v - v
-                gj = exp_nonpositive(v - m) * scale
-                if ls > 0.0:
-                    gj -= smooth * cast_like(weight[j], x0) if x[i, j] > -np.inf else zero
-                g[i, j] = gj * d
+                smooth_j = smooth * cast_like(weight[j], x0)
+                g[i, j] = exp_nonpositive(v - m) * scale - (smooth_j if v > -np.inf else zero)
         # the one-hot part of q: -(1 - ls) w_y at the target, times dx'/dx
         d_y = one
         if use_cap:
