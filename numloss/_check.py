@@ -165,3 +165,51 @@ def run_linear_checks(report, rng):
         ok = np.isclose(loss, ref_loss, rtol=1e-12) and np.allclose(grads[0], g @ weight, rtol=1e-10, atol=1e-14) \
             and np.allclose(grads[1], g.T @ hidden, rtol=1e-10, atol=1e-14)
         report(ok, f"linear {label}: equals materialised logits + softmax_cross_entropy_with_grad")
+
+
+# ------------------------------------------------ focal and margin losses (issue 4)
+# Registered like the core losses: gradient vs finite differences (float64),
+# plain vs _with_grad loss, float32 vs float64.  Cosines stay away from ArcFace's
+# threshold cos(pi - m), where its target logit jumps (insightface's fallback).
+
+
+def _sigmoid_focal_builder(opts, soft=False):
+    def build(rng, dtype):
+        t = rng.uniform(0, 1, (5, 7)) if soft else (rng.random((5, 7)) < 0.3)
+        return (_logits(rng, (5, 7), dtype), t.astype(dtype)), dict(opts)
+
+    return build
+
+
+for _label, _opts, _soft in [
+    ("default", {}, False),
+    ("gamma=0.5 alpha=None", {"gamma": 0.5, "alpha": None}, False),
+    ("soft targets sum", {"gamma": 1.5, "reduction": "sum"}, True),
+]:
+    register(f"sigmoid focal {_label}", "sigmoid_focal_loss")(_sigmoid_focal_builder(_opts, _soft))
+
+
+def _indexed_builder(opts, cosine=False):
+    def build(rng, dtype):
+        kw = dict(opts)
+        if kw.get("weight") == "w":
+            kw["weight"] = rng.uniform(0.5, 2, 7)
+        x = rng.uniform(-0.8, 0.95, (5, 7)).astype(dtype) if cosine else _logits(rng, (5, 7), dtype)
+        t = rng.integers(0, 7, 5)
+        t[1] = kw.get("ignore_index", -100)
+        return (x, t), kw
+
+    return build
+
+
+for _label, _name, _opts, _cos in [
+    ("softmax focal default", "softmax_focal_loss", {}, False),
+    ("softmax focal gamma=0.5 weight", "softmax_focal_loss", {"gamma": 0.5, "weight": "w"}, False),
+    ("cosface", "cosface_cross_entropy", {"scale": 16.0}, True),
+    ("cosface weight+label_smoothing", "cosface_cross_entropy", {"scale": 16.0, "weight": "w",
+                                                                 "label_smoothing": 0.1}, True),
+    ("arcface", "arcface_cross_entropy", {"scale": 16.0}, True),
+    ("arcface easy_margin+label_smoothing", "arcface_cross_entropy", {"scale": 16.0, "easy_margin": True,
+                                                                      "label_smoothing": 0.1}, True),
+]:
+    register(_label, _name)(_indexed_builder(_opts, _cos))

@@ -13,6 +13,8 @@ kernels as :func:`numloss.sigmoid_cross_entropy_with_grad` and
 
 import numpy as np
 
+from .focal import sigmoid_focal_loss_with_grad, softmax_focal_loss_with_grad
+from .margin import arcface_cross_entropy_with_grad, cosface_cross_entropy_with_grad
 from .sigmoid import sigmoid_cross_entropy_with_grad
 from .softmax import softmax_cross_entropy_with_grad
 
@@ -107,3 +109,86 @@ class SoftmaxCrossEntropy(Module):
         if self._grad is None:
             raise RuntimeError("backward() called before forward()")
         return self._grad
+
+
+# ------------------------------------------------ focal and margin losses (issue 4)
+
+
+class _FusedLoss(Module):
+    """A loss whose ``forward`` computes the gradient too (one fused pass); ``backward`` returns it.
+
+    ``reduction`` is ``"mean"`` or ``"sum"`` (``forward`` returns a Python float).
+    """
+
+    _with_grad = None
+
+    def __init__(self, reduction="mean", **options):
+        super().__init__()
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum' (forward returns a float); got {reduction!r}")
+        self.reduction = reduction
+        self.options = options
+        self._grad = None
+
+    def forward(self, x, target):
+        loss, self._grad = type(self)._with_grad(x, target, reduction=self.reduction, **self.options)
+        return float(loss)
+
+    __call__ = forward
+
+    def backward(self):
+        if self._grad is None:
+            raise RuntimeError("backward() called before forward()")
+        return self._grad
+
+
+class SigmoidFocalLoss(_FusedLoss):
+    """RetinaNet's sigmoid focal loss (:func:`numloss.sigmoid_focal_loss`) as a module.
+
+    ``forward(x, target)`` with ``target`` of ``x``'s shape (0/1 or soft
+    labels) returns the loss as a float; ``backward()`` its gradient.
+    """
+
+    _with_grad = staticmethod(sigmoid_focal_loss_with_grad)
+
+    def __init__(self, alpha=0.25, gamma=2.0, reduction="mean"):
+        super().__init__(reduction, alpha=alpha, gamma=gamma)
+
+
+class SoftmaxFocalLoss(_FusedLoss):
+    """Softmax focal loss over the last axis (:func:`numloss.softmax_focal_loss`) with class-index targets."""
+
+    _with_grad = staticmethod(softmax_focal_loss_with_grad)
+
+    def __init__(self, gamma=2.0, weight=None, ignore_index=-100, reduction="mean"):
+        super().__init__(reduction, gamma=gamma, weight=weight, ignore_index=ignore_index)
+
+
+class CosFaceLoss(_FusedLoss):
+    """CosFace / AM-Softmax on cosine similarities (:func:`numloss.cosface_cross_entropy`).
+
+    ``forward(cosine, target)``; ``backward()`` returns the gradient with
+    respect to the cosines.
+    """
+
+    _with_grad = staticmethod(cosface_cross_entropy_with_grad)
+
+    def __init__(self, scale=30.0, margin=0.35, weight=None, ignore_index=-100, label_smoothing=0.0,
+                 reduction="mean"):
+        super().__init__(reduction, scale=scale, margin=margin, weight=weight, ignore_index=ignore_index,
+                         label_smoothing=label_smoothing)
+
+
+class ArcFaceLoss(_FusedLoss):
+    """ArcFace on cosine similarities (:func:`numloss.arcface_cross_entropy`).
+
+    ``forward(cosine, target)``; ``backward()`` returns the gradient with
+    respect to the cosines.
+    """
+
+    _with_grad = staticmethod(arcface_cross_entropy_with_grad)
+
+    def __init__(self, scale=64.0, margin=0.5, easy_margin=False, weight=None, ignore_index=-100,
+                 label_smoothing=0.0, reduction="mean"):
+        super().__init__(reduction, scale=scale, margin=margin, easy_margin=easy_margin, weight=weight,
+                         ignore_index=ignore_index, label_smoothing=label_smoothing)

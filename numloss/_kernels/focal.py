@@ -70,7 +70,7 @@ def _sigmoid_focal_range(x, t, i, lo, hi, use_alpha, alpha_t, gamma, gamma_t, in
     zero = cast_like(0.0, x0)
     one = cast_like(1.0, x0)
     total = zero
-    for j in range(lo, hi):
+    for j in range(np.uint64(lo), np.uint64(hi)):
         v = x[i, j]
         tj = t[i, j]
         a = v if v >= zero else -v
@@ -176,7 +176,7 @@ def _softmax_focal_row(x, g, i, want_grad, y, w_y, gamma, inv_denom):
     zero = cast_like(0.0, x0)
     x_y = x[i, y]  # read before the row is overwritten in place
     m = x0
-    for j in range(C):
+    for j in range(np.uint64(C)):
         m = maxnum(m, x[i, j])
     # exp(x - m) goes straight into the gradient row and is rescaled below
     # (one exponential per element); sums run in the row's dtype over blocks
@@ -185,12 +185,12 @@ def _softmax_focal_row(x, g, i, want_grad, y, w_y, gamma, inv_denom):
     for j0 in range(0, C, SUM_BLOCK):
         sb = zero
         if want_grad:
-            for j in range(j0, min(j0 + SUM_BLOCK, C)):
+            for j in range(np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))):
                 e = exp(x[i, j] - m)
                 g[i, j] = e
                 sb += e
         else:
-            for j in range(j0, min(j0 + SUM_BLOCK, C)):
+            for j in range(np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))):
                 sb += exp(x[i, j] - m)
         s += sb
     log_s = math.log(s)
@@ -204,7 +204,7 @@ def _softmax_focal_row(x, g, i, want_grad, y, w_y, gamma, inv_denom):
     loss = w_y * (ug * nll)
     if want_grad:
         scale = cast_like(coef / s * inv_denom, x0)
-        for j in range(C):
+        for j in range(np.uint64(C)):
             g[i, j] *= scale
         g[i, y] = cast_like(-coef * u * inv_denom, x0)  # (p_y - 1) as -u: no cancellation as p_y -> 1
     return loss
@@ -216,7 +216,7 @@ def _softmax_focal_one(x, g, i, want_grad, target, weight, ignore_index, gamma, 
     if y == ignore_index:
         row_loss[i] = 0.0
         if want_grad:
-            for j in range(x.shape[1]):
+            for j in range(np.uint64(x.shape[1])):
                 g[i, j] = 0
     else:
         row_loss[i] = _softmax_focal_row(x, g, i, want_grad, y, weight[y], gamma, inv_denom)

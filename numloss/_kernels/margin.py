@@ -75,12 +75,12 @@ def _sum_exp_scaled(x, g, i, lo, hi, st, m, store):
     """``sum_{lo <= j < hi} exp(st x[i, j] - m)`` in the row's dtype; stores the terms in ``g[i]`` if ``store``."""
     sb = cast_like(0.0, st)
     if store:
-        for j in range(lo, hi):
+        for j in range(np.uint64(lo), np.uint64(hi)):
             e = exp(x[i, j] * st - m)
             g[i, j] = e
             sb += e
     else:
-        for j in range(lo, hi):
+        for j in range(np.uint64(lo), np.uint64(hi)):
             sb += exp(x[i, j] * st - m)
     return sb
 
@@ -96,12 +96,13 @@ def _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, s
     phi, dphi = _target_phi(np.float64(x[i, y]), kind, margin, cos_m, sin_m, th, mm, sin_floor)
     zy = scale * phi
     zy_t = cast_like(zy, x0)
+    yu = np.uint64(y)
     # Loops over the classes other than y run as two plain ranges, [0, y) and
     # (y, C): a per-element "j != y" select keeps LLVM from vectorising them.
     mo = ninf
-    for j in range(y):
+    for j in range(np.uint64(y)):
         mo = maxnum(mo, x[i, j])
-    for j in range(y + 1, C):
+    for j in range(np.uint64(y + 1), np.uint64(C)):
         mo = maxnum(mo, x[i, j])
     m = maxnum(mo * st, zy_t)
 
@@ -118,8 +119,8 @@ def _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, s
     w_unmasked = 0.0
     w_dist = 0.0  # sum over unmasked j of w_j (m - z_j)
     if ls > 0.0:
-        for j in range(C):
-            zj = x[i, j] * st if j != y else zy_t
+        for j in range(np.uint64(C)):
+            zj = x[i, j] * st if j != yu else zy_t
             if zj > -np.inf:
                 k_unmasked += 1
                 w_unmasked += weight[j]
@@ -137,12 +138,12 @@ def _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, s
         coef_total = (1.0 - ls) * w_y + ls_over_k * w_unmasked
         sc = cast_like(coef_total / s * inv_denom * scale, x0)
         if store:
-            for j in range(C):
+            for j in range(np.uint64(C)):
                 g[i, j] *= sc
         else:
             smooth = cast_like(ls_over_k * inv_denom * scale, x0)
-            for j in range(C):
-                zj = x[i, j] * st if j != y else zy_t
+            for j in range(np.uint64(C)):
+                zj = x[i, j] * st if j != yu else zy_t
                 gj = exp(zj - m) * sc
                 gj -= smooth * cast_like(weight[j], x0) if zj > -np.inf else zero
                 g[i, j] = gj
@@ -163,7 +164,7 @@ def _margin_one(x, g, i, want_grad, target, weight, ignore_index, ls, scale, kin
     if y == ignore_index:
         row_loss[i] = 0.0
         if want_grad:
-            for j in range(x.shape[1]):
+            for j in range(np.uint64(x.shape[1])):
                 g[i, j] = 0
     else:
         row_loss[i] = _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, sin_m, th, mm,
