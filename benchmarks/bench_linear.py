@@ -23,8 +23,10 @@ class LinearCrossEntropy:
     def setup(self, shape, method):
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         threads = numba.get_num_threads()
-        tiny = _bench.LinearCase((8, 4, 16))
-        _bench.linear_calls(tiny, _bench.make_linear_inputs(tiny), threads)[method]()  # compile, start BLAS
+        # compile (256 x 256 logits reach the parallel kernels too) and start BLAS, on inputs too small to set
+        # the peak memory
+        tiny = _bench.LinearCase((256, 8, 256))
+        _bench.linear_calls(tiny, _bench.make_linear_inputs(tiny), threads)[method]()
         case = _bench.LinearCase(tuple(int(d) for d in shape.split("x")))
         self.call = _bench.linear_calls(case, _bench.make_linear_inputs(case), threads)[method]
 
@@ -48,7 +50,7 @@ class LinearCrossEntropyChunkSize:
 
         case = _bench.LinearCase((2048, 512, 32000))
         hidden, weight, target, _ = _bench.make_linear_inputs(case)
-        numloss.linear_cross_entropy_with_grad(hidden[:8], weight[:16], target[:8] % 16)
+        numloss.linear_cross_entropy_with_grad(hidden[:256], weight[:256], target[:256] % 256)
         self.call = lambda: numloss.linear_cross_entropy_with_grad(hidden, weight, target, chunk_size=chunk_size)
 
     def time_forward_backward(self, chunk_size):
