@@ -36,6 +36,7 @@ Importing this module imports dask; ``import numloss`` does not.
 """
 
 import functools
+import importlib
 import math
 import warnings
 
@@ -44,31 +45,41 @@ import numpy as np
 from dask.array import PerformanceWarning
 
 from . import _validate as V
-from . import sigmoid as _sigmoid
-from . import softmax as _softmax
+from . import focal as _focal
+from . import margin as _margin
+from ._kernels import margin as _margin_kernels
 
 __all__ = [
+    "arcface_cross_entropy",
+    "arcface_cross_entropy_with_grad",
+    "cosface_cross_entropy",
+    "cosface_cross_entropy_with_grad",
     "sigmoid_cross_entropy",
     "sigmoid_cross_entropy_with_grad",
+    "sigmoid_focal_loss",
+    "sigmoid_focal_loss_with_grad",
     "softmax_cross_entropy",
     "softmax_cross_entropy_with_grad",
+    "softmax_focal_loss",
+    "softmax_focal_loss_with_grad",
 ]
 
 
-# --------------------------------------------------------------------------- helpers run in the workers
-def _call_block(fn, x, t, denom, reduction, with_grad, kwargs):
+# --------------------------------------------------------------------------- run in the workers, once per block
+def _call_block(fn, x, t, denom, reduction, with_grad, takes_normalizer, kwargs):
     """One call of the in-memory loss on one block; returns loss (and grad).
 
-    For "mean", ``denom`` is the global denominator: positive -> passed as
-    ``normalizer`` (the kernel then scales the gradient by it in its single
-    pass); zero -> the block's own mean, which then has the same zero
-    denominator (NaN loss, zero rows for ignored samples, as in memory);
-    negative (negative class weights) -> the block's sum divided here.
+    For "mean", ``denom`` is the global denominator.  Positive: passed as
+    ``normalizer`` where the loss takes one (the kernel then scales the
+    gradient in its single pass), else the block's sum is divided here (an
+    in-block multiply, still no second task).  Zero: the block's own mean,
+    which then has the same zero denominator (NaN loss, zero rows for ignored
+    samples, as in memory).
     """
     if reduction != "mean":
         return fn(x, t, reduction=reduction, **kwargs)
     d = float(denom)
-    if d > 0.0 and math.isfinite(d):
+    if d > 0.0 and math.isfinite(d) and takes_normalizer:
         return fn(x, t, reduction="mean", normalizer=d, **kwargs)
     if d == 0.0 or d != d:
         result = fn(x, t, reduction="mean", **kwargs)
@@ -82,24 +93,21 @@ def _call_block(fn, x, t, denom, reduction, with_grad, kwargs):
     return loss / d, grad
 
 
-def _softmax_block(x, t, denom=None, *, fn, reduction, with_grad, kwargs):
+def _block(x, t, *arrays, fn, reduction, with_grad, takes_normalizer, array_names, class_axis, denom=None,
+           kwargs):
     # The loss keeps the class axis with length 1 (squeezed out by the graph
     # for "none"): dask cannot drop an axis of a block holding a tuple.
-    result = _call_block(fn, x, t, denom, reduction, with_grad, kwargs)
-    loss = result[0] if with_grad else result
-    if reduction == "none":
-        loss = np.expand_dims(loss, kwargs["axis"])
-    else:
-        loss = np.full((1,) * x.ndim, loss, dtype=np.float64)
-    return (loss, result[1]) if with_grad else loss
-
-
-def _sigmoid_block(x, t, weight, pos_weight, *, fn, reduction, with_grad, denom, kwargs):
-    kwargs = dict(kwargs, weight=weight, pos_weight=pos_weight)
-    result = _call_block(fn, x, t, denom, reduction, with_grad, kwargs)
+    if denom is None and len(arrays) > len(array_names):
+        *arrays, denom = arrays
+    module, name = fn
+    fn = getattr(importlib.import_module(module), name + ("_with_grad" if with_grad else ""))
+    kwargs = dict(kwargs, **dict(zip(array_names, arrays, strict=True)))
+    result = _call_block(fn, x, t, denom, reduction, with_grad, takes_normalizer, kwargs)
     loss = result[0] if with_grad else result
     if reduction != "none":
         loss = np.full((1,) * x.ndim, loss, dtype=np.float64)
+    elif class_axis is not None:
+        loss = np.expand_dims(loss, class_axis)
     return (loss, result[1]) if with_grad else loss
 
 
@@ -127,12 +135,9 @@ def _as_dask(value, name, chunks=None):
     if isinstance(value, da.Array):
         arr = value
     else:
-        arr = np.asarray(value)
-        arr = da.from_array(arr, chunks=chunks if chunks is not None else "auto")
+        arr = da.from_array(np.asarray(value), chunks=chunks if chunks is not None else "auto")
     if any(math.isnan(c) for dim in arr.chunks for c in dim):
-        raise ValueError(
-            f"{name} has unknown chunk sizes {arr.chunks}; call {name}.compute_chunk_sizes() first"
-        )
+        raise ValueError(f"{name} has unknown chunk sizes {arr.chunks}; call {name}.compute_chunk_sizes() first")
     return arr
 
 
@@ -149,30 +154,32 @@ def _aligned(value, name, chunks):
     return _as_dask(value, name, chunks)
 
 
-def _logits(value, class_axis=None):
+def _dtype_of(value):
     dtype = getattr(value, "dtype", None)
-    if dtype is None:
-        value = np.asarray(value)
-        dtype = value.dtype
-    if np.dtype(dtype) not in V.FLOAT_DTYPES:
+    return np.asarray(value).dtype if dtype is None else np.dtype(dtype)
+
+
+def _logits(value, name="logits", class_axis=None):
+    dtype = _dtype_of(value)
+    if dtype not in V.FLOAT_DTYPES:
         raise TypeError(
-            f"logits has dtype {np.dtype(dtype)}; numloss computes in float32 or float64: "
-            f"cast it first, e.g. logits.astype(np.float32)"
+            f"{name} has dtype {dtype}; numloss computes in float32 or float64: "
+            f"cast it first, e.g. {name}.astype(np.float32)"
         )
     chunks = None
     if not isinstance(value, da.Array) and class_axis is not None:
         ndim = np.ndim(value)
         if ndim:
             chunks = {i: ("auto" if i != class_axis % ndim else -1) for i in range(ndim)}
-    return _as_dask(value, "logits", chunks)
+    return _as_dask(value, name, chunks)
 
 
-def _class_axis_in_one_chunk(x, axis, what):
+def _class_axis_in_one_chunk(x, axis, what, name):
     if len(x.chunks[axis]) <= 1:
         return x, False
     warnings.warn(
-        f"{what}: the class axis {axis} of logits is split into {len(x.chunks[axis])} chunks "
-        f"{x.chunks[axis]}; rechunking it into one chunk (chunk the logits along the batch axes only "
+        f"{what}: the class axis {axis} of {name} is split into {len(x.chunks[axis])} chunks "
+        f"{x.chunks[axis]}; rechunking it into one chunk (chunk the {name} along the batch axes only "
         f"to avoid this copy)",
         PerformanceWarning,
         stacklevel=4,
@@ -180,48 +187,72 @@ def _class_axis_in_one_chunk(x, axis, what):
     return x.rechunk({axis: -1}), True
 
 
-def _reduce_partials(partials, reduction, dtype):
+def _assemble(block, ind, args, x, with_grad, reduction, class_axis, denom):
+    """One blockwise task per block of ``x``; split its results into the loss and gradient graphs."""
+    if isinstance(denom, da.Array):
+        args = [*args, denom, ()]
+    else:
+        block = functools.partial(block, denom=denom)
+    loss_dtype = np.float64 if reduction != "none" else x.dtype
+    loss_chunks = tuple(
+        (1,) if i == class_axis else (c if reduction == "none" else (1,) * len(c)) for i, c in enumerate(x.chunks)
+    )
+    loss_meta = np.empty((0,) * x.ndim, dtype=loss_dtype)
+    grad = None
+    if with_grad:
+        pairs = da.blockwise(block, ind, *args, dtype=x.dtype, meta=np.empty((0,) * x.ndim, dtype=object),
+                             align_arrays=False, concatenate=True)
+        partial = pairs.map_blocks(_first, dtype=loss_dtype, chunks=loss_chunks, meta=loss_meta)
+        grad = pairs.map_blocks(_second, dtype=x.dtype, chunks=x.chunks, meta=np.empty((0,) * x.ndim, dtype=x.dtype))
+    else:
+        partial = da.blockwise(block, ind, *args, dtype=loss_dtype, align_arrays=False, concatenate=True,
+                               meta=loss_meta, adjust_chunks=dict(zip(ind, loss_chunks, strict=True)))
     if reduction == "none":
-        return partials
-    return partials.sum(dtype=np.float64).astype(dtype)
+        if class_axis is not None:
+            partial = partial.squeeze(axis=class_axis)
+        loss = partial
+    else:
+        loss = partial.sum(dtype=np.float64).astype(x.dtype)
+    return loss, grad
 
 
-def _softmax_graph(name, logits, target, with_grad, weight, ignore_index, label_smoothing, z_loss, softcap, eps,
-                   axis, reduction, normalizer):
+def _row_loss_graph(name, fns, logits, target, with_grad, *, weight, ignore_index, reduction, normalizer=None,
+                    axis=-1, extra=None, logits_name="logits", prob_targets=True, takes_normalizer=True,
+                    takes_axis=True):
+    """Graphs of a softmax-type loss: rows along ``axis``, targets of class indices (or probabilities)."""
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
         raise ValueError(f"axis must be an integer; got {axis!r}")
-    x = _logits(logits, class_axis=int(axis))
+    x = _logits(logits, logits_name, class_axis=int(axis))
     if x.ndim == 0:
-        raise ValueError("logits must have at least one dimension (the class axis); got a 0-d array")
+        raise ValueError(f"{logits_name} must have at least one dimension (the class axis); got a 0-d array")
     if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"axis {axis} is out of bounds for logits with {x.ndim} dimensions")
+        raise ValueError(f"axis {axis} is out of bounds for {logits_name} with {x.ndim} dimensions")
     axis = int(axis) % x.ndim
     reduction = V.reduction(reduction)
-    ls, z, cap, eps = V.label_smoothing(label_smoothing), V.z_loss(z_loss), V.softcap(softcap), V.eps(eps)
-    V.eps_combinations(eps, ls, z, cap)
     norm = V.normalizer(normalizer)
     ignore = V.ignore_index(ignore_index)
     C = x.shape[axis]
     if C < 1:
-        raise ValueError(f"logits must have at least one class along axis {axis}; got shape {x.shape}")
+        raise ValueError(f"{logits_name} must have at least one class along axis {axis}; got shape {x.shape}")
     w = V.class_weights(None if weight is None else np.asarray(weight), C)
 
-    tdtype = getattr(target, "dtype", None)
-    tdtype = np.asarray(target).dtype if tdtype is None else np.dtype(tdtype)
+    tdtype = _dtype_of(target)
+    batch_shape = x.shape[:axis] + x.shape[axis + 1:]
     if tdtype.kind in "iu":
         kind = "int"
-        batch_shape = x.shape[:axis] + x.shape[axis + 1:]
-        _check_shape(target, batch_shape, "target of class indices must have the logits' shape without the class "
-                                          f"axis, {batch_shape}")
-    elif tdtype.kind == "f":
+        _check_shape(target, batch_shape, f"target of class indices must have the {logits_name}' shape without "
+                                          f"the class axis, {batch_shape}")
+    elif tdtype.kind == "f" and prob_targets:
         kind = "prob"
-        _check_shape(target, x.shape, f"a float target (probabilities) must have the logits' shape {x.shape}")
-    else:
+        _check_shape(target, x.shape, f"a float target (probabilities) must have the {logits_name}' shape {x.shape}")
+    elif prob_targets:
         raise ValueError(f"target must hold integer class indices or float probabilities; got dtype {tdtype}")
+    else:
+        raise ValueError(f"target must hold integer class indices (this loss takes no probability targets); "
+                         f"got dtype {tdtype}")
 
     original_chunks = x.chunks
-    x, rechunked = _class_axis_in_one_chunk(x, axis, name)
-    batch_shape = x.shape[:axis] + x.shape[axis + 1:]
+    x, rechunked = _class_axis_in_one_chunk(x, axis, name, logits_name)
     batch_chunks = x.chunks[:axis] + x.chunks[axis + 1:]
     t = _aligned(target, "target", batch_chunks if kind == "int" else x.chunks)
 
@@ -239,38 +270,20 @@ def _softmax_graph(name, logits, target, with_grad, weight, ignore_index, label_
             )
             denom = parts.sum(dtype=np.float64)
 
-    fn = _softmax.softmax_cross_entropy_with_grad if with_grad else _softmax.softmax_cross_entropy
-    kwargs = dict(weight=None if weight is None else w, ignore_index=ignore, label_smoothing=ls, z_loss=z,
-                  softcap=None if cap == 0.0 else cap, eps=eps, axis=axis)
-    block = functools.partial(_softmax_block, fn=fn, reduction=reduction, with_grad=with_grad, kwargs=kwargs)
+    kwargs = dict(extra or {}, weight=None if weight is None else w, ignore_index=ignore)
+    if takes_axis:
+        kwargs["axis"] = axis
+    block = functools.partial(_block, fn=fns, reduction=reduction, with_grad=with_grad,
+                              takes_normalizer=takes_normalizer, array_names=(), class_axis=axis, kwargs=kwargs)
     ind = tuple(range(x.ndim))
     tind = ind if kind == "prob" else ind[:axis] + ind[axis + 1:]
-    args = [x, ind, t, tind]
-    if isinstance(denom, da.Array):
-        args += [denom, ()]
-    elif denom is not None:
-        block = functools.partial(block, denom=denom)
-    loss_dtype = np.float64 if reduction != "none" else x.dtype
-    loss_chunks = tuple((1,) if i == axis else (c if reduction == "none" else (1,) * len(c))
-                        for i, c in enumerate(x.chunks))
-    loss_meta = np.empty((0,) * x.ndim, dtype=loss_dtype)
-    if with_grad:
-        pairs = da.blockwise(block, ind, *args, dtype=x.dtype, meta=np.empty((0,) * x.ndim, dtype=object),
-                             align_arrays=False, concatenate=True)
-        partial = pairs.map_blocks(_first, dtype=loss_dtype, chunks=loss_chunks, meta=loss_meta)
-        grad = pairs.map_blocks(_second, dtype=x.dtype, chunks=x.chunks, meta=np.empty((0,) * x.ndim, dtype=x.dtype))
-        if rechunked:
-            grad = grad.rechunk(original_chunks)
-    else:
-        partial = da.blockwise(block, ind, *args, dtype=loss_dtype, align_arrays=False, concatenate=True,
-                               meta=loss_meta, adjust_chunks=dict(zip(ind, loss_chunks, strict=True)))
-    if reduction == "none":
-        partial = partial.squeeze(axis=axis)
-    loss = _reduce_partials(partial, reduction, x.dtype)
-    return (loss, grad) if with_grad else loss
+    loss, grad = _assemble(block, ind, [x, ind, t, tind], x, with_grad, reduction, axis, denom)
+    if not with_grad:
+        return loss
+    return loss, grad.rechunk(original_chunks) if rechunked else grad
 
 
-def _sigmoid_weight(value, x, name):
+def _broadcast_weight(value, x, name):
     """A weight broadcastable to the logits as a dask array chunked to match them (or None)."""
     if value is None:
         return None, None
@@ -289,41 +302,61 @@ def _sigmoid_weight(value, x, name):
     return w, tuple(range(offset, x.ndim))
 
 
-def _sigmoid_graph(logits, target, with_grad, weight, pos_weight, eps, reduction, normalizer):
+def _elementwise_graph(fns, logits, target, with_grad, *, reduction, weights=None, normalizer=None, extra=None,
+                       takes_normalizer=True):
+    """Graphs of an elementwise (sigmoid-type) loss: any chunking, "mean" over all elements."""
     x = _logits(logits)
     reduction = V.reduction(reduction)
-    eps = V.eps(eps)
     norm = V.normalizer(normalizer)
-    tdtype = getattr(target, "dtype", None)
-    tdtype = np.asarray(target).dtype if tdtype is None else np.dtype(tdtype)
+    tdtype = _dtype_of(target)
     if tdtype.kind not in "biuf":
         raise ValueError(f"target must be bool, integer or float; got dtype {tdtype}")
     _check_shape(target, x.shape, f"target must have the logits' shape {x.shape}")
     t = _aligned(target, "target", x.chunks)
-    w, wind = _sigmoid_weight(weight, x, "weight")
-    pw, pwind = _sigmoid_weight(pos_weight, x, "pos_weight")
-
+    ind = tuple(range(x.ndim))
+    args, names = [x, ind, t, ind], []
+    for wname, value in (weights or {}).items():
+        w, wind = _broadcast_weight(value, x, wname)
+        if w is not None:
+            args += [w, wind]
+            names.append(wname)
     denom = None
     if reduction == "mean":
         denom = norm if norm is not None else float(math.prod(x.shape))
-    fn = _sigmoid.sigmoid_cross_entropy_with_grad if with_grad else _sigmoid.sigmoid_cross_entropy
-    block = functools.partial(_sigmoid_block, fn=fn, reduction=reduction, with_grad=with_grad, denom=denom,
-                              kwargs=dict(eps=eps))
-    ind = tuple(range(x.ndim))
-    args = [x, ind, t, ind, w, wind, pw, pwind]
-    loss_dtype = np.float64 if reduction != "none" else x.dtype
-    loss_chunks = x.chunks if reduction == "none" else tuple((1,) * len(c) for c in x.chunks)
-    if with_grad:
-        pairs = da.blockwise(block, ind, *args, dtype=x.dtype, meta=np.empty((0,) * x.ndim, dtype=object),
-                             align_arrays=False, concatenate=True)
-        partial = pairs.map_blocks(_first, dtype=loss_dtype, chunks=loss_chunks,
-                                   meta=np.empty((0,) * x.ndim, dtype=loss_dtype))
-        grad = pairs.map_blocks(_second, dtype=x.dtype, chunks=x.chunks, meta=np.empty((0,) * x.ndim, dtype=x.dtype))
-        return _reduce_partials(partial, reduction, x.dtype), grad
-    partial = da.blockwise(block, ind, *args, dtype=loss_dtype, align_arrays=False, concatenate=True,
-                           meta=np.empty((0,) * x.ndim, dtype=loss_dtype),
-                           adjust_chunks=dict(zip(ind, loss_chunks, strict=True)))
-    return _reduce_partials(partial, reduction, x.dtype)
+    block = functools.partial(_block, fn=fns, reduction=reduction, with_grad=with_grad,
+                              takes_normalizer=takes_normalizer, array_names=tuple(names), class_axis=None,
+                              kwargs=dict(extra or {}))
+    loss, grad = _assemble(block, ind, args, x, with_grad, reduction, None, denom)
+    return (loss, grad) if with_grad else loss
+
+
+# (module, function name): looked up in the worker when the block runs
+_SOFTMAX = ("numloss.softmax", "softmax_cross_entropy")
+_SIGMOID = ("numloss.sigmoid", "sigmoid_cross_entropy")
+_SOFTMAX_FOCAL = ("numloss.focal", "softmax_focal_loss")
+_SIGMOID_FOCAL = ("numloss.focal", "sigmoid_focal_loss")
+_COSFACE = ("numloss.margin", "cosface_cross_entropy")
+_ARCFACE = ("numloss.margin", "arcface_cross_entropy")
+
+
+def _softmax_graph(name, logits, target, with_grad, weight, ignore_index, label_smoothing, z_loss, softcap, eps,
+                   axis, reduction, normalizer):
+    ls, z, cap, eps = V.label_smoothing(label_smoothing), V.z_loss(z_loss), V.softcap(softcap), V.eps(eps)
+    V.eps_combinations(eps, ls, z, cap)
+    extra = dict(label_smoothing=ls, z_loss=z, softcap=None if cap == 0.0 else cap, eps=eps)
+    return _row_loss_graph(name, _SOFTMAX, logits, target, with_grad, weight=weight, ignore_index=ignore_index,
+                           reduction=reduction, normalizer=normalizer, axis=axis, extra=extra)
+
+
+def _margin_graph(name, fns, kind, cosine, target, with_grad, scale, margin, weight, ignore_index, label_smoothing,
+                  reduction, extra):
+    # the in-memory wrappers' own checks of scale, margin and label_smoothing, run here before any graph
+    dtype = _dtype_of(cosine)
+    _margin._options(kind, scale, margin, label_smoothing, dtype if dtype in V.FLOAT_DTYPES else np.dtype(np.float64))
+    extra = dict(extra, scale=scale, margin=margin, label_smoothing=label_smoothing)
+    return _row_loss_graph(name, fns, cosine, target, with_grad, weight=weight, ignore_index=ignore_index,
+                           reduction=reduction, extra=extra, logits_name="cosine", prob_targets=False,
+                           takes_normalizer=False, takes_axis=False)
 
 
 # --------------------------------------------------------------------------- public functions
@@ -429,7 +462,8 @@ def sigmoid_cross_entropy(logits, target, *, weight=None, pos_weight=None, eps=0
     >>> round(float(numloss.dask.sigmoid_cross_entropy(x, np.array([1.0, 0.0, 1.0, 0.0])).compute()), 6)
     1.41323
     """
-    return _sigmoid_graph(logits, target, False, weight, pos_weight, eps, reduction, normalizer)
+    return _elementwise_graph(_SIGMOID, logits, target, False, reduction=reduction, normalizer=normalizer,
+                              weights=dict(weight=weight, pos_weight=pos_weight), extra=dict(eps=V.eps(eps)))
 
 
 def sigmoid_cross_entropy_with_grad(logits, target, *, weight=None, pos_weight=None, eps=0.0, reduction="mean",
@@ -457,4 +491,79 @@ def sigmoid_cross_entropy_with_grad(logits, target, *, weight=None, pos_weight=N
     >>> grad
     array([-0.125,  0.125, -0.125,  0.125])
     """
-    return _sigmoid_graph(logits, target, True, weight, pos_weight, eps, reduction, normalizer)
+    return _elementwise_graph(_SIGMOID, logits, target, True, reduction=reduction, normalizer=normalizer,
+                              weights=dict(weight=weight, pos_weight=pos_weight), extra=dict(eps=V.eps(eps)))
+
+
+def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean"):
+    """Lazy :func:`numloss.sigmoid_focal_loss` of dask arrays (any chunking: it is elementwise).
+
+    "mean" divides by the logits' total element count, as in memory.  Other
+    parameters and the result as :func:`sigmoid_cross_entropy` (this module's).
+    """
+    extra = dict(alpha=alpha, gamma=_focal._gamma(gamma))
+    _focal._alpha(alpha)
+    return _elementwise_graph(_SIGMOID_FOCAL, logits, target, False, reduction=reduction, extra=extra,
+                              takes_normalizer=False)
+
+
+def sigmoid_focal_loss_with_grad(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean"):
+    """Lazy :func:`numloss.sigmoid_focal_loss_with_grad`: one fused kernel call per block.
+
+    Returns ``(loss, grad)`` as :func:`sigmoid_cross_entropy_with_grad` (this module's).
+    """
+    extra = dict(alpha=alpha, gamma=_focal._gamma(gamma))
+    _focal._alpha(alpha)
+    return _elementwise_graph(_SIGMOID_FOCAL, logits, target, True, reduction=reduction, extra=extra,
+                              takes_normalizer=False)
+
+
+def softmax_focal_loss(logits, target, *, gamma=2.0, weight=None, ignore_index=-100, reduction="mean"):
+    """Lazy :func:`numloss.softmax_focal_loss` of dask arrays chunked along the batch axes.
+
+    Classes on the last axis (rechunked into one chunk with a warning when
+    split); "mean" divides by the summed ``weight[target]`` of all kept
+    samples, computed first from the targets.
+    """
+    extra = dict(gamma=_focal._gamma(gamma))
+    return _row_loss_graph("softmax_focal_loss", _SOFTMAX_FOCAL, logits, target, False, weight=weight,
+                           ignore_index=ignore_index, reduction=reduction, extra=extra, prob_targets=False,
+                           takes_normalizer=False, takes_axis=False)
+
+
+def softmax_focal_loss_with_grad(logits, target, *, gamma=2.0, weight=None, ignore_index=-100, reduction="mean"):
+    """Lazy :func:`numloss.softmax_focal_loss_with_grad`: one fused kernel call per block."""
+    extra = dict(gamma=_focal._gamma(gamma))
+    return _row_loss_graph("softmax_focal_loss_with_grad", _SOFTMAX_FOCAL, logits, target, True, weight=weight,
+                           ignore_index=ignore_index, reduction=reduction, extra=extra, prob_targets=False,
+                           takes_normalizer=False, takes_axis=False)
+
+
+def cosface_cross_entropy(cosine, target, *, scale=30.0, margin=0.35, weight=None, ignore_index=-100,
+                          label_smoothing=0.0, reduction="mean"):
+    """Lazy :func:`numloss.cosface_cross_entropy` of dask cosines chunked along the batch axes."""
+    return _margin_graph("cosface_cross_entropy", _COSFACE, _margin_kernels.COSFACE, cosine, target, False, scale,
+                         margin, weight, ignore_index, label_smoothing, reduction, {})
+
+
+def cosface_cross_entropy_with_grad(cosine, target, *, scale=30.0, margin=0.35, weight=None, ignore_index=-100,
+                                    label_smoothing=0.0, reduction="mean"):
+    """Lazy :func:`numloss.cosface_cross_entropy_with_grad`: one fused kernel call per block."""
+    return _margin_graph("cosface_cross_entropy_with_grad", _COSFACE, _margin_kernels.COSFACE, cosine, target, True,
+                         scale, margin, weight, ignore_index, label_smoothing, reduction, {})
+
+
+def arcface_cross_entropy(cosine, target, *, scale=64.0, margin=0.5, easy_margin=False, weight=None,
+                          ignore_index=-100, label_smoothing=0.0, reduction="mean"):
+    """Lazy :func:`numloss.arcface_cross_entropy` of dask cosines chunked along the batch axes."""
+    kind = _margin_kernels.ARCFACE_EASY if _margin._flag(easy_margin, "easy_margin") else _margin_kernels.ARCFACE
+    return _margin_graph("arcface_cross_entropy", _ARCFACE, kind, cosine, target, False, scale, margin, weight,
+                         ignore_index, label_smoothing, reduction, dict(easy_margin=easy_margin))
+
+
+def arcface_cross_entropy_with_grad(cosine, target, *, scale=64.0, margin=0.5, easy_margin=False, weight=None,
+                                    ignore_index=-100, label_smoothing=0.0, reduction="mean"):
+    """Lazy :func:`numloss.arcface_cross_entropy_with_grad`: one fused kernel call per block."""
+    kind = _margin_kernels.ARCFACE_EASY if _margin._flag(easy_margin, "easy_margin") else _margin_kernels.ARCFACE
+    return _margin_graph("arcface_cross_entropy_with_grad", _ARCFACE, kind, cosine, target, True, scale, margin,
+                         weight, ignore_index, label_smoothing, reduction, dict(easy_margin=easy_margin))
