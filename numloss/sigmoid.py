@@ -36,9 +36,9 @@ def broadcast_weight(value, shape, dtype, name):
         rows = N
     else:
         w = np.broadcast_to(w, shape2)
-        rows = N
+        rows, last = N, C
     # the class axis is always materialised (C values per row), rows only when they vary
-    return np.ascontiguousarray(np.broadcast_to(w.reshape(-1 if rows == N else 1, last), (rows, C)), dtype=dtype)
+    return np.ascontiguousarray(np.broadcast_to(w.reshape(rows, last), (rows, C)), dtype=dtype)
 
 
 def _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer):

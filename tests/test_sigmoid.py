@@ -235,12 +235,16 @@ def test_huge_float32_logits_give_finite_exact_loss(big):
     np.testing.assert_allclose(loss.astype(np.float64), want, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(grad.astype(np.float64), [1, -1, 0, 0, 0.5, -0.25, -1 / (1 + np.exp(0.5))],
                                rtol=1e-6, atol=1e-7)
-    for opts in (dict(), dict(eps=1e-6), dict(weight=0.5, pos_weight=np.linspace(0.5, 1, 7))):
+    # The mean over one element per row: SPEC lets a float32 kernel sum within a
+    # row in float32 (a row holding several ~3e38 losses may overflow there),
+    # but anything summed across rows is accumulated in float64.
+    xc, tc = x.reshape(7, 1), t.reshape(7, 1)
+    for opts in (dict(), dict(eps=1e-6), dict(weight=0.5, pos_weight=np.linspace(0.5, 1, 7)[:, None])):
         for reduction in ("mean", "none"):
-            want_loss, want_grad = ref.sigmoid_cross_entropy(x, t, reduction=reduction, **opts)
-            loss, grad = sigmoid_cross_entropy_with_grad(x, t, reduction=reduction, **opts)
+            want_loss, want_grad = ref.sigmoid_cross_entropy(xc, tc, reduction=reduction, **opts)
+            loss, grad = sigmoid_cross_entropy_with_grad(xc, tc, reduction=reduction, **opts)
             assert np.all(np.isfinite(loss)) and np.all(np.isfinite(grad))
-            gs = gscale(x, reduction, **opts)
+            gs = gscale(xc, reduction, **opts)
             assert_close(loss, want_loss, np.float32, scale=gs)
             assert_close(grad, want_grad, np.float32, scale=gs)
 
@@ -395,6 +399,27 @@ def test_out_with_non_contiguous_logits(dtype, rng):
     np.testing.assert_array_equal(x, x0)
 
 
+@pytest.mark.parametrize("opts", MODES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_in_place_paths_agree_in_every_mode(opts, dtype, rng):
+    """out=logits and a non-C-contiguous view run the in-place kernel: same results."""
+    x, t = make_inputs(rng, (4, 5), dtype, "soft", scale=4.0)
+    x[0, :2] = [30.0, -30.0]
+    for reduction in REDUCTIONS:
+        want_loss, want_grad = ref.sigmoid_cross_entropy(x, t, reduction=reduction, **opts)
+        gs = gscale(x, reduction, **opts)
+        xi = x.copy()
+        loss, grad = sigmoid_cross_entropy_with_grad(xi, t, reduction=reduction, out=xi, **opts)
+        assert grad is xi
+        assert_close(loss, want_loss, dtype, scale=gs, what="out=logits")
+        assert_close(xi, want_grad, dtype, scale=gs, what="out=logits")
+        xf = np.asfortranarray(x)
+        loss, grad = sigmoid_cross_entropy_with_grad(xf, t, reduction=reduction, **opts)
+        assert_close(loss, want_loss, dtype, scale=gs, what="Fortran-ordered")
+        assert_close(grad, want_grad, dtype, scale=gs, what="Fortran-ordered")
+        np.testing.assert_array_equal(xf, x)
+
+
 # ----------------------------------------------------------------------- large
 
 
@@ -414,3 +439,8 @@ def test_large_input_runs_parallel_kernel_correctly(dtype, rng):
             assert_close(loss, want_loss, dtype, scale=gs)
             assert_close(grad, want_grad, dtype, scale=gs)
             assert_close(sigmoid_cross_entropy(x, t, reduction=reduction, **opts), want_loss, dtype, scale=gs)
+            xi = x.copy()
+            loss, grad = sigmoid_cross_entropy_with_grad(xi, t, reduction=reduction, out=xi, **opts)
+            assert grad is xi
+            assert_close(loss, want_loss, dtype, scale=gs, what="in place")
+            assert_close(xi, want_grad, dtype, scale=gs, what="in place")

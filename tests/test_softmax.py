@@ -707,6 +707,11 @@ def test_large_batch_runs_parallel_kernel_correctly(dtype, rng):
             assert_close(loss, want_loss, dtype, scale=gs)
             assert_close(grad, want_grad, dtype, scale=gs)
             assert_close(softmax_cross_entropy(x, t, reduction=reduction, **opts), want_loss, dtype, scale=gs)
+            xi = x.copy()
+            loss, grad = softmax_cross_entropy_with_grad(xi, t, reduction=reduction, out=xi, **opts)
+            assert grad is xi
+            assert_close(loss, want_loss, dtype, scale=gs, what="in place")
+            assert_close(xi, want_grad, dtype, scale=gs, what="in place")
 
 
 @pytest.mark.slow
