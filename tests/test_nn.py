@@ -157,15 +157,15 @@ def test_sigmoid_default_weight_decay_and_eps():
 
 
 def test_sigmoid_with_integer_and_bool_labels(rng):
-    x = _logits(rng, (5, 3), np.float64)
+    x = _logits(rng, (5, 3), np.float32)  # (float32: the kernels test_sigmoid.py compiles for these labels)
     y = rng.uniform(size=(5, 3)) < 0.5
     seed = SeedSigmoidCrossEntropy([])
-    want = seed.forward(x, y.astype(np.float64))
+    want = seed.forward(x.astype(np.float64), y.astype(np.float64))
     want_g = seed.backward()
     for labels in (y, y.astype(np.int64)):
         mod = SigmoidCrossEntropy()
-        np.testing.assert_allclose(mod.forward(x, labels), want, rtol=1e-12)
-        assert_close(mod.backward(), want_g, np.float64)
+        np.testing.assert_allclose(mod.forward(x, labels), want, rtol=1e-5)
+        assert_close(mod.backward(), want_g, np.float32, scale=1 / 5)
 
 
 # ------------------------------------------------------------------- softmax
