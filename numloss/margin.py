@@ -121,9 +121,9 @@ cosface_cross_entropy.__doc__ = r"""CosFace / AM-Softmax: softmax cross-entropy 
     Examples
     --------
     >>> import numpy as np, numloss
-    >>> cos = np.array([[0.8, 0.1, -0.3]])
+    >>> cos = np.array([[0.5, 0.3, -0.2]])
     >>> round(float(numloss.cosface_cross_entropy(cos, np.array([0]))), 6)
-    0.00012
+    4.511048
     """
 
 cosface_cross_entropy_with_grad.__doc__ = r"""CosFace loss and its gradient with respect to the cosines, in one pass.
@@ -209,9 +209,9 @@ arcface_cross_entropy.__doc__ = r"""ArcFace: softmax cross-entropy with an addit
     Examples
     --------
     >>> import numpy as np, numloss
-    >>> cos = np.array([[0.8, 0.1, -0.3]])
+    >>> cos = np.array([[0.5, 0.3, -0.2]])
     >>> round(float(numloss.arcface_cross_entropy(cos, np.array([0]))), 6)
-    0.000219
+    17.689819
     """
 
 arcface_cross_entropy_with_grad.__doc__ = r"""ArcFace loss and its gradient with respect to the cosines, in one pass.
