@@ -1,7 +1,11 @@
 """numloss losses for dask arrays chunked along the batch axis (optional extra ``dask``).
 
 The functions have the names and arguments of the in-memory ones (without
-``out=``) and take :class:`dask.array.Array` logits and targets.  They build
+``out=``) and take :class:`dask.array.Array` logits and targets:
+softmax and sigmoid cross-entropy, the softmax and sigmoid focal losses,
+CosFace and ArcFace, each with its ``_with_grad`` form.
+(``linear_cross_entropy`` has none: its ``d_weight`` is a sum over the whole
+batch, not a blockwise result.)  They build
 lazy graphs: the loss is a dask scalar (an array for ``reduction="none"``),
 the gradient a dask array with the logits' chunks.  Nothing is computed until
 you call ``.compute()`` / ``dask.compute`` -- on the threaded scheduler, a
@@ -460,7 +464,7 @@ def sigmoid_cross_entropy(logits, target, *, weight=None, pos_weight=None, eps=0
     >>> import dask.array as da, numpy as np, numloss.dask
     >>> x = da.from_array(np.array([0.0, 2.0, 0.0, 2.0]), chunks=2)
     >>> round(float(numloss.dask.sigmoid_cross_entropy(x, np.array([1.0, 0.0, 1.0, 0.0])).compute()), 6)
-    1.41323
+    1.410038
     """
     return _elementwise_graph(_SIGMOID, logits, target, False, reduction=reduction, normalizer=normalizer,
                               weights=dict(weight=weight, pos_weight=pos_weight), extra=dict(eps=V.eps(eps)))
