@@ -1,5 +1,7 @@
 """numloss.linear_cross_entropy: chunked fused linear + softmax CE against the materialising reference."""
 
+import zlib
+
 import numpy as np
 import pytest
 import reference as ref
@@ -60,7 +62,7 @@ def assert_matches(result, expected, dtype, bias):
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("chunk_size", [None, 1, 7])
 def test_matches_materialising_reference(dtype, name, bias, chunk_size):
-    rng = np.random.default_rng(hash((name, bias, chunk_size)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(f"{name}-{bias}-{chunk_size}".encode()))  # stable across processes
     n, d, v = 23, 9, 13  # 23 rows: not a multiple of 7
     hidden, weight, target, b = make(rng, n, d, v, dtype, bias, ignore_every=5 if "ignore" in str(OPTIONS[name])
                                      else 0, ignore_index=OPTIONS[name].get("ignore_index", -100))
@@ -69,7 +71,9 @@ def test_matches_materialising_reference(dtype, name, bias, chunk_size):
     want = ref.linear_cross_entropy(hidden, weight, target, bias=b, **kw)
     assert_matches(got, want, dtype, bias)
     plain = numloss.linear_cross_entropy(hidden, weight, target, bias=b, chunk_size=chunk_size, **kw)
-    np.testing.assert_allclose(plain, got[0], rtol=1e-6 if dtype == np.float32 else 1e-14)
+    # the plain and the _with_grad kernel paths may round a float32 row loss differently (1 ulp)
+    np.testing.assert_allclose(plain, got[0], **(dict(rtol=1e-6, atol=1e-6) if dtype == np.float32 else
+                                                dict(rtol=1e-14)))
     assert np.asarray(plain).dtype == dtype
 
 
