@@ -68,14 +68,16 @@ def test_readme_python_block_runs(block, error, monkeypatch):
     code = compile("\n" * (line - 1) + source, str(README), "exec")
     monkeypatch.chdir(ROOT)
     namespace = {"__name__": "__main__", "__file__": str(README)}
+    failure = None
     try:
         exec(code, namespace)
     except Exception as exc:
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(README)]
         where = f"line {frames[-1].lineno}" if frames else "its start"
-        detail = "".join(traceback.format_exception(exc))
-        pytest.fail(f"README.md: the python block starting at line {line} failed at {where}: "
-                    f"{type(exc).__name__}: {exc}\n\n{detail}", pytrace=False)
+        failure = (f"README.md: the python block starting at line {line} failed at {where}: "
+                   f"{type(exc).__name__}: {exc}\n\n{''.join(traceback.format_exception(exc))}")
+    if failure:
+        pytest.fail(failure, pytrace=False)
 
 
 def test_fence_parser_finds_python_blocks_and_their_lines():
