@@ -143,7 +143,7 @@ def sigmoid_cross_entropy(logits, target, *, weight=None, pos_weight=None, eps=0
     --------
     >>> import numpy as np, numloss
     >>> round(float(numloss.sigmoid_cross_entropy(np.array([0.0, 2.0]), np.array([1.0, 0.0]))), 6)
-    1.41323
+    1.410038
     """
     p = _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer)
     x2 = _as_2d(p["x"], p["N"], p["C"])

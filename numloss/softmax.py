@@ -104,13 +104,19 @@ def _run(p, x2, grad2):
 
 
 def _reduce(p, row_loss):
+    """Per-row float64 losses -> the requested reduction in the logits' dtype.
+
+    A float32 result whose exact value exceeds float32's range (logits near
+    3e38 with class weights > 1, say) is inf; that cast is not an error.
+    """
     dtype = p["x"].dtype
-    if p["reduction"] == "none":
-        return row_loss.astype(dtype).reshape(p["batch_shape"])
-    total = row_loss.sum()
-    if p["reduction"] == "mean":
-        total = total / p["denom"] if p["denom"] != 0 else np.float64(np.nan)
-    return dtype.type(total)
+    with np.errstate(over="ignore"):
+        if p["reduction"] == "none":
+            return row_loss.astype(dtype).reshape(p["batch_shape"])
+        total = row_loss.sum()
+        if p["reduction"] == "mean":
+            total = total / p["denom"] if p["denom"] != 0 else np.float64(np.nan)
+        return dtype.type(total)
 
 
 def softmax_cross_entropy(

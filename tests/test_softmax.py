@@ -339,13 +339,18 @@ def test_huge_float32_logits_give_finite_exact_loss(big):
     np.testing.assert_allclose(loss.astype(np.float64), want, rtol=1e-6, atol=1e-6)
     # targets on tiny-probability classes: losses up to ~big, still below float32's max
     y = np.array([2, 3, 3, 1])
-    for opts in (dict(), dict(softcap=30.0), dict(label_smoothing=0.1), dict(eps=1e-6), dict(weight=[1, 2, 0.5, 1])):
+    # (weights <= 1: a weight of 2 on a loss of 3e38 exceeds float32's range, which is inf, tested below)
+    for opts in (dict(), dict(softcap=30.0), dict(label_smoothing=0.1), dict(eps=1e-6), dict(weight=[1, 0.75, 0.5, 1])):
         for reduction in ("none", "mean"):
             want_loss, want_grad = ref.softmax_cross_entropy(x, y, reduction=reduction, **opts)
             loss, grad = softmax_cross_entropy_with_grad(x, y, reduction=reduction, **opts)
             assert np.all(np.isfinite(loss)) and np.all(np.isfinite(grad)), (opts, loss, grad)
             assert_close(loss, want_loss, np.float32, what=str(opts), scale=gscale(x, y, reduction=reduction))
             assert_close(grad, want_grad, np.float32, what=str(opts), scale=gscale(x, y, reduction=reduction, **opts))
+    if big == 3e38:
+        # the exact loss of row 3 (weight 2 x 3e38) is above float32's max: inf, not an error or a wrong finite value
+        loss = softmax_cross_entropy(x, y, weight=[1, 2, 0.5, 1], reduction="none")
+        assert loss.dtype == np.float32 and np.isposinf(loss[3]) and np.all(np.isfinite(loss[:3]))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)

@@ -116,6 +116,7 @@ def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_den
                     sb += exp_nonpositive(x[i, j] - m)
             s += sb
         if ls > 0.0:
+            m64 = np.float64(m)  # m - x can overflow float32 (logits of +-3e38)
             if use_cap:
                 for j in range(Cu):
                     v = x[i, j]
@@ -123,7 +124,7 @@ def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_den
                     wj = weight[j]
                     k_unmasked += 1 if unmasked else 0
                     w_unmasked += wj if unmasked else 0.0
-                    w_dist += wj * (m - _capped(v, capt)) if unmasked else 0.0
+                    w_dist += wj * (m64 - _capped(v, capt)) if unmasked else 0.0
             else:
                 for j in range(Cu):
                     v = x[i, j]
@@ -131,7 +132,7 @@ def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_den
                     wj = weight[j]
                     k_unmasked += 1 if unmasked else 0
                     w_unmasked += wj if unmasked else 0.0
-                    w_dist += wj * (m - v) if unmasked else 0.0
+                    w_dist += wj * (m64 - v) if unmasked else 0.0
 
     log_s = math.log(s)
     lse = m + log_s
@@ -232,7 +233,7 @@ def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_de
             q += ls_over_k
         q *= weight[j]
         q_total += q
-        q_dist += q * (m - v) if q != 0.0 else 0.0
+        q_dist += q * (np.float64(m) - v) if q != 0.0 else 0.0
 
     log_s = math.log(s)
     lse = m + log_s
@@ -249,7 +250,9 @@ def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_de
             lp = log_hi if lp > log_hi else lp
             loss -= q * lp if q != 0.0 else 0.0
     else:
-        loss = q_dist + q_total * log_s + z * lse * lse
+        loss = q_dist + q_total * log_s
+        if z > 0.0:  # not 0 * lse**2: lse**2 overflows for logits of 1e300
+            loss += z * lse * lse
 
     if want_grad:
         if eps > 0.0:

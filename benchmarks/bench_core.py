@@ -1,0 +1,130 @@
+"""asv suites for the core losses: softmax and sigmoid cross-entropy.
+
+The cases are ``numloss._bench``'s (the same definitions as ``numloss
+bench``).  ``setup`` builds the inputs eagerly, sets the thread count and
+makes one warm-up call so that compilation is never timed.  ``time_*`` is
+one ``*_with_grad`` call, ``peakmem_*`` its peak memory, ``track_*`` derived
+figures: % of the streaming-bandwidth bound and effective GB/s.
+"""
+
+import numba
+import numpy as np
+
+from numloss import _bench, _parallel
+
+THREADS = sorted({1, numba.config.NUMBA_NUM_THREADS})
+
+
+def _case(family, shape, dtype, group="plain"):
+    for case in _bench.CASES:
+        dims = "x".join(str(d) for d in case.shape)
+        if case.family == family and dims == shape and case.dtype == dtype and case.group == group:
+            return case
+    return _bench.Case(family, tuple(int(d) for d in shape.split("x")), dtype, group)
+
+
+class _Suite:
+    family = None
+    group = "plain"
+    param_names = ("shape", "dtype", "threads", "where")
+
+    def setup(self, shape, dtype, threads, where):
+        _parallel.threading_layer()
+        numba.set_num_threads(threads)
+        self.case = _case(self.family, shape, dtype, self.group)
+        args, kwargs = _bench.make_inputs(self.case)
+        self.bytes = _bench.bytes_moved(self.case, args)
+        self.call = _bench.numloss_call(self.case, args, kwargs, where == "inplace")
+        self.call()
+
+    def time_with_grad(self, shape, dtype, threads, where):
+        self.call()
+
+    def peakmem_with_grad(self, shape, dtype, threads, where):
+        self.call()
+
+    def track_pct_of_bound(self, shape, dtype, threads, where):
+        bound = self.bytes / _bench.streaming_bandwidth(self.bytes, repeat=5)
+        return 100.0 * bound / _bench.best_time(self.call, repeat=5)
+
+    track_pct_of_bound.unit = "%"
+
+    def track_effective_GBps(self, shape, dtype, threads, where):
+        return self.bytes / _bench.best_time(self.call, repeat=5) / 1e9
+
+    track_effective_GBps.unit = "GB/s"
+
+
+class SoftmaxCrossEntropy(_Suite):
+    family = "softmax_cross_entropy"
+    params = (["4096x1000", "8192x32000", "256x128256", "65536x10"], ["float32", "float64"], THREADS,
+              ["out", "inplace"])
+    timeout = 300
+
+
+class SoftmaxCrossEntropyOptions(_Suite):
+    """Each option group at 4096x1000 float32 (compare with SoftmaxCrossEntropy's plain row)."""
+
+    family = "softmax_cross_entropy"
+    params = (["4096x1000"], ["float32"], THREADS, ["out", "inplace"],
+              ["weight+ignore", "label_smoothing", "z_loss", "softcap", "eps", "prob_target"])
+    param_names = _Suite.param_names + ("group",)
+
+    def setup(self, shape, dtype, threads, where, group):
+        self.group = group
+        super().setup(shape, dtype, threads, where)
+
+    def time_with_grad(self, shape, dtype, threads, where, group):
+        self.call()
+
+    def peakmem_with_grad(self, shape, dtype, threads, where, group):
+        self.call()
+
+    def track_pct_of_bound(self, shape, dtype, threads, where, group):
+        return super().track_pct_of_bound(shape, dtype, threads, where)
+
+    track_pct_of_bound.unit = "%"
+
+    def track_effective_GBps(self, shape, dtype, threads, where, group):
+        return super().track_effective_GBps(shape, dtype, threads, where)
+
+    track_effective_GBps.unit = "GB/s"
+
+
+class SigmoidCrossEntropy(_Suite):
+    family = "sigmoid_cross_entropy"
+    params = (["65536x80", "4096x1000"], ["float32", "float64"], THREADS, ["out", "inplace"])
+
+
+class SmallCallOverhead:
+    """Validation + dispatch at 256x10 (the issue's per-call overhead budget is 15 us)."""
+
+    params = (["softmax_cross_entropy", "sigmoid_cross_entropy"],)
+    param_names = ("family",)
+
+    def setup(self, family):
+        import numloss
+
+        rng = np.random.default_rng(0)
+        self.x = rng.standard_normal((256, 10)).astype(np.float32)
+        self.t = rng.integers(0, 10, 256) if family.startswith("softmax") else (self.x > 0).astype(np.float32)
+        self.out = np.empty_like(self.x)
+        self.fn = getattr(numloss, family + "_with_grad")
+        self.fn(self.x, self.t, out=self.out)
+
+    def time_small_call(self, family):
+        self.fn(self.x, self.t, out=self.out)
+
+
+class ColdStart:
+    """A fresh process: ``import numloss`` and the first call with a warm disk cache."""
+
+    def timeraw_import_numloss(self):
+        return "import numloss", "import numba"
+
+    def timeraw_first_call_warm_cache(self):
+        return (
+            "numloss.softmax_cross_entropy_with_grad(x, y)",
+            "import numpy as np, numloss; x = np.zeros((64, 10), np.float32); y = np.zeros(64, np.int64); "
+            "import subprocess, sys",
+        )
