@@ -32,6 +32,10 @@ def reduction(value):
 
 
 def _real(value, name):
+    if type(value) is float:  # the common case, without the ABC check below
+        if value != value:
+            raise ValueError(f"{name} must not be NaN")
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a real number; got {value!r}")
     value = float(value)

@@ -27,7 +27,7 @@ def _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, soft
     C = x.shape[axis]
     if C < 1:
         raise ValueError(f"logits must have at least one class along axis {axis}; got shape {x.shape}")
-    xm = np.moveaxis(x, axis, -1)
+    xm = x if axis == x.ndim - 1 else np.moveaxis(x, axis, -1)
     batch_shape = xm.shape[:-1]
     N = int(np.prod(batch_shape, dtype=np.int64))
     w = V.class_weights(weight, C)
@@ -46,7 +46,7 @@ def _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, soft
             raise ValueError(
                 f"a float target (probabilities) must have the logits' shape {x.shape}; got {t.shape}"
             )
-        tm = np.moveaxis(t, axis, -1)
+        tm = t if axis == x.ndim - 1 else np.moveaxis(t, axis, -1)
         tdtype = x.dtype if t.dtype not in V.FLOAT_DTYPES else t.dtype
         tflat = np.ascontiguousarray(tm.reshape(N, C), dtype=tdtype)
         count = float(N)
@@ -269,7 +269,9 @@ def softmax_cross_entropy_with_grad(
         grad2 = np.empty((N, C), dtype=x.dtype)
         grad2.reshape(xm.shape)[...] = xm
         row_loss = _run(p, grad2, grad2)
-    grad = np.moveaxis(grad2.reshape(xm.shape), -1, p["axis"])
+    grad = grad2.reshape(xm.shape)
+    if p["axis"] != x.ndim - 1:
+        grad = np.moveaxis(grad, -1, p["axis"])
     if out is not None:
         out[...] = grad
         grad = out
