@@ -16,7 +16,7 @@ Every kernel is compiled with the same settings:
   elementary functions in :mod:`._math` go through ``llvm.fmuladd``
   intrinsics, which ``reassoc`` cannot rewrite.
 
-``tests/test_kernels_flags.py`` checks that no kernel sets its own options.
+``tests/test_kernel_flags.py`` checks that no kernel sets its own options.
 """
 
 import numba
