@@ -7,6 +7,8 @@ of ``weight[target]`` over the kept samples); the gradient buffer (``out``,
 in place, or a new array); and the reduction of the per-row losses.
 """
 
+import math
+
 import numpy as np
 
 from . import _parallel
@@ -36,7 +38,7 @@ def prepare(logits, target, weight, ignore_index, reduction, name="logits"):
     if C < 1:
         raise ValueError(f"{name} must have at least one class along the last axis; got shape {x.shape}")
     batch_shape = x.shape[:-1]
-    N = int(np.prod(batch_shape, dtype=np.int64))
+    N = math.prod(batch_shape)
     w = V.class_weights(weight, C)
     t = np.asarray(target)
     if t.dtype.kind not in "iu":

@@ -100,10 +100,20 @@ def ignore_index(value):
     return int(value)
 
 
+#: ``num_classes -> ones`` for ``weight=None`` (kernels never write their weights;
+#: reusing the array saves an allocation per call at small shapes)
+_UNIT_WEIGHTS = {}
+
+
 def class_weights(weight, num_classes, name="weight"):
     """Per-class weights as a float64 ``(C,)`` array (ones when ``None``)."""
     if weight is None:
-        return np.ones(num_classes, dtype=np.float64)
+        ones = _UNIT_WEIGHTS.get(num_classes)
+        if ones is None:
+            if len(_UNIT_WEIGHTS) >= 16:
+                _UNIT_WEIGHTS.clear()
+            ones = _UNIT_WEIGHTS[num_classes] = np.ones(num_classes, dtype=np.float64)
+        return ones
     w = np.asarray(weight)
     if w.dtype.kind not in "biuf":
         raise ValueError(f"{name} must be a numeric array; got dtype {w.dtype}")

@@ -1,5 +1,7 @@
 """Focal losses (sigmoid and softmax): public wrappers around the fused kernels."""
 
+import math
+
 import numpy as np
 
 from . import _indexed, _parallel
@@ -40,7 +42,7 @@ def _prepare_sigmoid(logits, target, alpha, gamma, reduction):
         raise ValueError(f"target must have the logits' shape {x.shape}; got {t.shape}")
     shape2 = x.shape if x.ndim else (1,)
     C = shape2[-1]
-    N = int(np.prod(shape2[:-1], dtype=np.int64))
+    N = math.prod(shape2[:-1])
     # one kernel specialisation per logits dtype: targets are read in the logits' dtype
     t2 = np.ascontiguousarray(t, dtype=x.dtype).reshape(N, C)
     if reduction == "mean":

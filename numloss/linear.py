@@ -166,10 +166,6 @@ def _run(p, want_grad):
     rows = min(rows, n_kept)
     buf = np.empty((rows, Vn), dtype=dtype)
     empty_grad = np.empty((0, Vn), dtype=dtype)
-    # The softmax kernels' in-place form is wrong with softcap (the target's
-    # tanh' is read back from the row after it was overwritten), so with
-    # softcap the gradient goes to a second buffer.  Remove once fixed.
-    gbuf = np.empty((rows, Vn), dtype=dtype) if want_grad and p["cap"] > 0.0 else buf
     if gather:
         hbuf = np.empty((rows, D), dtype=dtype)
         tbuf = np.empty(rows, dtype=np.int64)
@@ -197,12 +193,15 @@ def _run(p, want_grad):
         if b is not None:
             x += b
         parallel = _parallel.use_parallel(m * Vn, m)
-        g = gbuf[:m]
-        _parallel.run(
-            KS.softmax_ce_int_serial, KS.softmax_ce_int_parallel, parallel,
-            x, tc, p["wc"], p["ignore"], p["ls"], p["z"], p["cap"], 0.0, p["inv_denom"],
-            g if want_grad else empty_grad, lc,
-        )
+        args = (x, tc, p["wc"], p["ignore"], p["ls"], p["z"], p["cap"], 0.0, p["inv_denom"])
+        if want_grad:
+            # the gradient overwrites the logits chunk: the dedicated in-place
+            # kernels (an aliased call of the out-of-place ones runs scalar)
+            _parallel.run(KS.softmax_ce_int_inplace_serial, KS.softmax_ce_int_inplace_parallel, parallel,
+                          *args, lc)
+        else:
+            _parallel.run(KS.softmax_ce_int_serial, KS.softmax_ce_int_parallel, parallel, *args, empty_grad, lc)
+        g = x
         if gather:
             row_loss[sel] = lc
         if not want_grad:

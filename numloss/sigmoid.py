@@ -1,5 +1,7 @@
 """Sigmoid (binary) cross-entropy: public wrappers around the fused kernels."""
 
+import math
+
 import numpy as np
 
 from . import _parallel
@@ -15,7 +17,7 @@ def broadcast_weight(value, shape, dtype, name):
     ``(A, 1, C)`` against ``(A, B, C)``) is materialised to the full shape.
     """
     shape2 = shape if len(shape) else (1,)
-    N = int(np.prod(shape2[:-1], dtype=np.int64))
+    N = math.prod(shape2[:-1])
     C = shape2[-1]
     if value is None:
         return np.ones((1, C), dtype=dtype)
@@ -53,7 +55,7 @@ def _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer):
         raise ValueError(f"target must have the logits' shape {x.shape}; got {t.shape}")
     shape2 = x.shape if x.ndim else (1,)
     C = shape2[-1]
-    N = int(np.prod(shape2[:-1], dtype=np.int64))
+    N = math.prod(shape2[:-1])
     w = broadcast_weight(weight, x.shape, x.dtype, "weight")
     pw = broadcast_weight(pos_weight, x.shape, x.dtype, "pos_weight")
     t2 = np.ascontiguousarray(t).reshape(N, C)

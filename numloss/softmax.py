@@ -1,5 +1,7 @@
 """Softmax cross-entropy: public wrappers around the fused row kernels."""
 
+import math
+
 import numpy as np
 
 from . import _parallel
@@ -29,7 +31,7 @@ def _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, soft
         raise ValueError(f"logits must have at least one class along axis {axis}; got shape {x.shape}")
     xm = x if axis == x.ndim - 1 else np.moveaxis(x, axis, -1)
     batch_shape = xm.shape[:-1]
-    N = int(np.prod(batch_shape, dtype=np.int64))
+    N = math.prod(batch_shape)
     w = V.class_weights(weight, C)
 
     t = np.asarray(target)
@@ -86,7 +88,11 @@ def _run(p, x2, grad2):
     row_loss = np.empty(p["N"], dtype=np.float64)
     parallel = _parallel.use_parallel(p["N"] * p["C"], p["N"])
     in_place = grad2 is x2
-    if p["kind"] == "int":
+    if p["kind"] == "int" and p["C"] < K.SMALL_C and p["ls"] == 0.0 and p["cap"] == 0.0 and p["eps"] == 0.0:
+        # few classes: the transposed-tile kernels (the in-place form passes x2 as grad2)
+        _parallel.run(K.softmax_ce_int_small_serial, K.softmax_ce_int_small_parallel, parallel,
+                      x2, p["target"], p["weight"], p["ignore"], p["z"], p["inv_denom"], grad2, row_loss)
+    elif p["kind"] == "int":
         args = (x2, p["target"], p["weight"], p["ignore"], p["ls"], p["z"], p["cap"], p["eps"], p["inv_denom"])
         if in_place:
             _parallel.run(K.softmax_ce_int_inplace_serial, K.softmax_ce_int_inplace_parallel, parallel,
@@ -103,6 +109,9 @@ def _run(p, x2, grad2):
     return row_loss
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _reduce(p, row_loss):
     """Per-row float64 losses -> the requested reduction in the logits' dtype.
 
@@ -110,13 +119,16 @@ def _reduce(p, row_loss):
     3e38 with class weights > 1, say) is inf; that cast is not an error.
     """
     dtype = p["x"].dtype
-    with np.errstate(over="ignore"):
-        if p["reduction"] == "none":
+    if p["reduction"] == "none":
+        with np.errstate(over="ignore"):
             return row_loss.astype(dtype).reshape(p["batch_shape"])
-        total = row_loss.sum()
-        if p["reduction"] == "mean":
-            total = total / p["denom"] if p["denom"] != 0 else np.float64(np.nan)
-        return dtype.type(total)
+    total = row_loss.sum()
+    if p["reduction"] == "mean":
+        total = total / p["denom"] if p["denom"] != 0 else np.float64(np.nan)
+    if abs(total) > _FLOAT32_MAX and dtype == np.float32:  # rare: skip errstate's cost otherwise
+        with np.errstate(over="ignore"):
+            return dtype.type(total)
+    return dtype.type(total)
 
 
 def softmax_cross_entropy(

@@ -136,6 +136,33 @@ def test_log1p_unit_within_a_few_ulp_on_its_domain(dtype):
     assert got[y == 0][0] == 0 and got[y == 1][0] == np.asarray(math.log(2.0), dtype=dtype)
 
 
+@numba.njit(**JIT_OPTIONS)
+def _log_1_to_128(s, out):
+    for i in range(s.shape[0]):
+        out[i] = M.log_1_to_128(s[i])
+
+
+def test_log_1_to_128_within_a_few_ulp_on_its_domain():
+    # the log of a softmax row's sum of exponentials, s in [1, C] for C < 128
+    rng = np.random.default_rng(4)
+    powers = 2.0 ** np.arange(8)
+    s = np.concatenate([
+        rng.uniform(1.0, 128.0, N64), 2.0 ** rng.uniform(0.0, 7.0, N64),
+        powers[:-1], np.nextafter(powers, 0.0)[1:], np.nextafter(powers, np.inf)[:-1],
+        [1.0 + 2.0 ** -52, 1.0 + 1e-9, np.sqrt(2.0), 127.99999999],
+    ])
+    got = np.empty_like(s)
+    _log_1_to_128(s, got)
+    mpmath.mp.dps = 40
+    exact = np.array([float(mpmath.log(mpmath.mpf(float(v)))) for v in s])
+    err = ulp_error(got, exact, np.float64)
+    assert err.max() <= FEW_ULP, (s[np.argmax(err)], err.max())
+    assert got[s == 1.0][0] == 0.0
+    nan = np.array([np.nan])
+    _log_1_to_128(nan, nan)
+    assert np.isnan(nan[0])
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 def test_tanh_and_sech2(dtype):
     rng = np.random.default_rng(4)

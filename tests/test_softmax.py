@@ -719,6 +719,56 @@ def test_large_batch_runs_parallel_kernel_correctly(dtype, rng):
             assert_close(xi, want_grad, dtype, scale=gs, what="in place")
 
 
+@pytest.mark.parametrize("shape", [(70, 1), (130, 2), (5000, 10), (4100, 31)], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_few_classes_kernels_across_blocks_and_tasks(shape, dtype, rng):
+    """C < SMALL_C takes the transposed-tile kernels: partial tiles, several
+    parallel tasks, extreme rows in the middle of a tile, every output form."""
+    from numloss._kernels import softmax as K
+
+    N, C = shape
+    assert C < K.SMALL_C and N % K.BLOCK_ROWS != 0
+    x, t = make_softmax_inputs(rng, shape, -1, "int", dtype, scale=3.0, n_ignored=N // 10)
+    big = np.finfo(dtype).max / 2
+    x[1] = -big if C > 1 else 0.0  # all classes equal (huge and negative)
+    x[2, 0] = big  # one huge logit
+    x[3] = 1e4 * np.sign(rng.standard_normal(C))
+    x[5, -1] = np.nan  # a NaN row, kept
+    t[5] = 0
+    x[6, 0] = np.nan  # a NaN row, ignored: loss 0, gradient 0
+    t[6] = -100
+    masks = C > 1  # with one class a mask leaves nothing (NaN, tested elsewhere)
+    if masks:
+        x[4, 0] = -np.inf  # a masked class, not the target
+        t[4] = C - 1
+        t[7] = C - 1
+        x[7, C - 1] = -np.inf  # target on a masked class: loss inf
+    bad = [5, 7] if masks else [5]
+    kept_finite = np.ones(N, dtype=bool)
+    kept_finite[bad] = False
+    for opts in (dict(), dict(weight=np.linspace(0.5, 2.0, C), z_loss=1e-3)):
+        want_loss, want_grad = ref.softmax_cross_entropy(x, t, reduction="none", **opts)
+        gs = gscale(x, t, reduction="none", **opts)
+        loss, grad = softmax_cross_entropy_with_grad(x, t, reduction="none", **opts)
+        xi = x.copy()
+        loss_in, grad_in = softmax_cross_entropy_with_grad(xi, t, reduction="none", out=xi, **opts)
+        assert grad_in is xi
+        for what, lo, gr in (("out", loss, grad), ("in place", loss_in, grad_in)):
+            assert np.isnan(lo[5]) and np.all(np.isnan(gr[5])), what
+            assert lo[6] == 0 and np.all(gr[6] == 0), what
+            assert lo[7] == np.inf or not masks, what
+            assert_close(lo[kept_finite], want_loss[kept_finite], dtype, scale=gs, what=what)
+            assert_close(gr[kept_finite], want_grad[kept_finite], dtype, scale=gs, what=what)
+        np.testing.assert_array_equal(softmax_cross_entropy(x, t, reduction="none", **opts), loss)
+        for reduction in ("sum", "mean"):
+            keep = t != -100
+            keep[bad] = False
+            xs, ts = x[keep], t[keep]
+            want = ref.softmax_cross_entropy(xs, ts, reduction=reduction, **opts)[0]
+            got = softmax_cross_entropy(xs, ts, reduction=reduction, **opts)
+            assert_close(got, want, dtype, scale=gscale(xs, ts, reduction=reduction, **opts), what=reduction)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "dtype",

@@ -312,6 +312,22 @@ def log1p_unit32(y):
     return select(big, r + np.float32(LN2), r)
 
 
+@jit_inline
+def log_1_to_128(s):
+    """``log(s)`` for float64 ``s`` in [1, 128), vectorisable; NaN -> NaN.
+
+    ``s = 2**k (1 + y)`` with ``k`` counted by comparisons (no exponent
+    extraction needed in this range) and ``y`` in [0, 1), then
+    ``k ln 2 + log1p(y)`` with :func:`log1p_unit64`.  The sum of a softmax
+    row's exponentials lies in ``[1, C]``, so for rows of fewer than 128
+    classes this replaces a scalar libm ``log`` per row.
+    """
+    k = select(s >= 2.0, 1.0, 0.0) + select(s >= 4.0, 1.0, 0.0) + select(s >= 8.0, 1.0, 0.0)
+    k += select(s >= 16.0, 1.0, 0.0) + select(s >= 32.0, 1.0, 0.0) + select(s >= 64.0, 1.0, 0.0)
+    y = s * pow2_of_integral(-k) - 1.0
+    return fmuladd(k, LN2, log1p_unit64(y))
+
+
 # ------------------------------------------------- dtype-generic entry points
 
 
