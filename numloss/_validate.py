@@ -95,6 +95,8 @@ def eps_combinations(eps_value, ls=0.0, z=0.0, cap=0.0):
 
 
 def ignore_index(value):
+    if type(value) is int:  # the common case, without the ABC check below
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise ValueError(f"ignore_index must be an integer; got {value!r}")
     return int(value)

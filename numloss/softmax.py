@@ -69,6 +69,8 @@ def _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, soft
 
 
 def _axis(axis, ndim):
+    if axis == -1 and type(axis) is int:
+        return ndim - 1
     if isinstance(axis, (bool, np.bool_)):
         raise TypeError
     axis = int(axis) if isinstance(axis, (int, np.integer)) else None
