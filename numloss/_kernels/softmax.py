@@ -31,6 +31,10 @@ from numba import prange
 from ._jit import jit, jit_inline, jit_parallel
 from ._math import cast_like, exp_nonpositive, log_1_to_128, maxnum, select, tanh_and_sech2
 
+# int64 operands of ``select`` (two integer literals would have two literal types)
+_ONE = np.int64(1)
+_ZERO = np.int64(0)
+
 # Row sums of exponentials are accumulated in the row's dtype over blocks of
 # this many classes (fast: 8 float32 lanes), and the block sums in float64,
 # so a float32 sum never runs over more than SUM_BLOCK terms.
@@ -42,8 +46,8 @@ def _capped(v, softcap):
     """``softcap * tanh(v / softcap)``; -inf stays -inf, +inf becomes NaN."""
     th, _ = tanh_and_sech2(v / softcap)
     c = softcap * th
-    c = c if v > -np.inf else v
-    return c if v < np.inf else v - v
+    c = select(v > -np.inf, c, v)
+    return select(v < np.inf, c, v - v)
 
 
 @jit_inline
@@ -57,8 +61,8 @@ def _row_max(x, i):
 @jit_inline
 def _clip_probability(p, eps, one_minus_eps):
     # Written so that a NaN passes through both comparisons unchanged.
-    p = eps if p < eps else p
-    return one_minus_eps if p > one_minus_eps else p
+    p = select(p < eps, eps, p)
+    return select(p > one_minus_eps, one_minus_eps, p)
 
 
 @jit_inline
@@ -123,17 +127,17 @@ def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_den
                     v = x[i, j]
                     unmasked = v > -np.inf
                     wj = weight[j]
-                    k_unmasked += 1 if unmasked else 0
-                    w_unmasked += wj if unmasked else 0.0
-                    w_dist += wj * (m64 - _capped(v, capt)) if unmasked else 0.0
+                    k_unmasked += select(unmasked, _ONE, _ZERO)
+                    w_unmasked += select(unmasked, wj, 0.0)
+                    w_dist += select(unmasked, wj * (m64 - _capped(v, capt)), 0.0)
             else:
                 for j in range(Cu):
                     v = x[i, j]
                     unmasked = v > -np.inf
                     wj = weight[j]
-                    k_unmasked += 1 if unmasked else 0
-                    w_unmasked += wj if unmasked else 0.0
-                    w_dist += wj * (m64 - v) if unmasked else 0.0
+                    k_unmasked += select(unmasked, _ONE, _ZERO)
+                    w_unmasked += select(unmasked, wj, 0.0)
+                    w_dist += select(unmasked, wj * (m64 - v), 0.0)
 
     log_s = math.log(s)
     lse = m + log_s
@@ -173,23 +177,23 @@ def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_den
                 v = x[i, j]
                 th, d = tanh_and_sech2(v / capt)
                 c = capt * th
-                c = c if v > -np.inf else v
-                c = c if v < np.inf else v - v
+                c = select(v > -np.inf, c, v)
+                c = select(v < np.inf, c, v - v)
                 g[i, j] = exp_nonpositive(c - m) * scale * d
         elif use_cap:
             for j in range(Cu):
                 v = x[i, j]
                 th, d = tanh_and_sech2(v / capt)
                 c = capt * th
-                c = c if v > -np.inf else v
-                c = c if v < np.inf else v - v
+                c = select(v > -np.inf, c, v)
+                c = select(v < np.inf, c, v - v)
                 smooth_j = smooth * cast_like(weight[j], x0)
-                g[i, j] = (exp_nonpositive(c - m) * scale - (smooth_j if v > -np.inf else zero)) * d
+                g[i, j] = (exp_nonpositive(c - m) * scale - select(v > -np.inf, smooth_j, zero)) * d
         else:
             for j in range(Cu):
                 v = x[i, j]
                 smooth_j = smooth * cast_like(weight[j], x0)
-                g[i, j] = exp_nonpositive(v - m) * scale - (smooth_j if v > -np.inf else zero)
+                g[i, j] = exp_nonpositive(v - m) * scale - select(v > -np.inf, smooth_j, zero)
         # the one-hot part of q: -(1 - ls) w_y at the target, times dx'/dx
         d_y = one
         if use_cap:
@@ -218,7 +222,7 @@ def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_de
     k_unmasked = 0
     if ls > 0.0:
         for j in range(Cu):
-            k_unmasked += 1 if x[i, j] > -np.inf else 0
+            k_unmasked += select(x[i, j] > -np.inf, _ONE, _ZERO)
     ls_over_k = ls / k_unmasked if ls > 0.0 else 0.0
 
     s = 0.0
@@ -230,11 +234,11 @@ def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_de
             v = _capped(v, capt)
         s += exp_nonpositive(v - m)
         q = (1.0 - ls) * t[i, j]
-        if ls > 0.0 and x[i, j] > -np.inf:
-            q += ls_over_k
+        if ls > 0.0:
+            q += select(x[i, j] > -np.inf, ls_over_k, 0.0)
         q *= weight[j]
         q_total += q
-        q_dist += q * (np.float64(m) - v) if q != 0.0 else 0.0
+        q_dist += select(q != 0.0, q * (np.float64(m) - v), 0.0)
 
     log_s = math.log(s)
     lse = m + log_s
@@ -247,9 +251,9 @@ def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_de
         for j in range(Cu):
             q = t[i, j] * weight[j]
             lp = (x[i, j] - m) - log_s
-            lp = log_lo if lp < log_lo else lp
-            lp = log_hi if lp > log_hi else lp
-            loss -= q * lp if q != 0.0 else 0.0
+            lp = select(lp < log_lo, log_lo, lp)
+            lp = select(lp > log_hi, log_hi, lp)
+            loss -= select(q != 0.0, q * lp, 0.0)
     else:
         loss = q_dist + q_total * log_s
         if z > 0.0:  # not 0 * lse**2: lse**2 overflows for logits of 1e300
@@ -276,11 +280,11 @@ def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_de
                 if use_cap:
                     th, d = tanh_and_sech2(v / capt)
                     c = capt * th
-                    c = c if v > -np.inf else v
-                    v = c if v < np.inf else v - v
+                    c = select(v > -np.inf, c, v)
+                    v = select(v < np.inf, c, v - v)
                 q = one_minus_ls * cast_like(t[i, j], x0)
                 if ls > 0.0:
-                    q += lsk if x[i, j] > -np.inf else zero
+                    q += select(x[i, j] > -np.inf, lsk, zero)
                 q *= cast_like(weight[j], x0)
                 g[i, j] = (exp_nonpositive(v - m) * scale - q * invd) * d
     return loss
