@@ -6,7 +6,7 @@ buffer, the fused softmax kernel (:mod:`numloss._kernels.softmax`) turns that
 buffer into the gradient in place with the *global* ``1 / denominator``, and
 the gradient chunk is immediately consumed by the two backward products:
 ``d_hidden[chunk] = g @ weight`` and ``d_weight += g.T @ hidden[chunk]``.
-See ``docs/linear.md`` for the memory formula and the measurements.
+See the README's section on ``linear_cross_entropy`` for the memory formula and the measurements.
 """
 
 import numbers
@@ -19,10 +19,12 @@ from ._kernels import linear as KL
 from ._kernels import softmax as KS
 
 #: Default size of the reused logits buffer; ``chunk_size=None`` picks the rows
-#: that fill about this much (see :func:`default_chunk_size`).  Each chunk
-#: streams all of ``weight`` through BLAS twice and ``d_weight`` once, so
-#: fewer, larger chunks are faster: 512 rows at V = 32000 float32 beat 256
-#: rows clearly on this project's 2-core machine (docs/linear.md).
+#: that fill about this much (see :func:`default_chunk_size`): 512 rows at
+#: V = 32000 float32, a working memory of 1/11 of the materialised logits.
+#: Each chunk streams all of ``weight`` through BLAS twice and ``d_weight``
+#: once, but the products are compute-bound at these sizes: at 8192 x 2048 x
+#: 32000, chunks of 512, 768 and 1024 rows timed the same within this
+#: project's machine's noise (README).
 DEFAULT_CHUNK_BYTES = 64 << 20
 
 
