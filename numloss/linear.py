@@ -17,6 +17,7 @@ from . import _blas, _parallel
 from . import _validate as V
 from ._kernels import linear as KL
 from ._kernels import softmax as KS
+from .softmax import run_int_kernel
 
 #: Default size of the reused logits buffer; ``chunk_size=None`` picks the rows
 #: that fill about this much (see :func:`default_chunk_size`): 512 rows at
@@ -194,15 +195,9 @@ def _run(p, want_grad):
         np.matmul(hc, w.T, out=x)
         if b is not None:
             x += b
-        parallel = _parallel.use_parallel(m * Vn, m)
-        args = (x, tc, p["wc"], p["ignore"], p["ls"], p["z"], p["cap"], 0.0, p["inv_denom"])
-        if want_grad:
-            # the gradient overwrites the logits chunk: the dedicated in-place
-            # kernels (an aliased call of the out-of-place ones runs scalar)
-            _parallel.run(KS.softmax_ce_int_inplace_serial, KS.softmax_ce_int_inplace_parallel, parallel,
-                          *args, lc)
-        else:
-            _parallel.run(KS.softmax_ce_int_serial, KS.softmax_ce_int_parallel, parallel, *args, empty_grad, lc)
+        # the gradient overwrites the logits chunk in place
+        run_int_kernel(x, tc, p["wc"], p["ignore"], p["ls"], p["z"], p["cap"], 0.0, p["inv_denom"],
+                       x if want_grad else empty_grad, lc)
         g = x
         if gather:
             row_loss[sel] = lc
@@ -215,7 +210,8 @@ def _run(p, want_grad):
             np.matmul(g, w, out=d_hidden[start:stop])
         _accumulate_weight_grad(g, hc, d_weight, start == 0, tmp)
         if b is not None:
-            _parallel.run(KL.add_column_sums_serial, KL.add_column_sums_parallel, parallel, g, dbias_acc)
+            _parallel.run(KL.add_column_sums_serial, KL.add_column_sums_parallel,
+                          _parallel.use_parallel(m * Vn, m), g, dbias_acc)
     return row_loss, d_hidden, d_weight, dbias_acc
 
 

@@ -81,6 +81,31 @@ def _axis(axis, ndim):
     return axis % ndim
 
 
+def run_int_kernel(x2, target, weight, ignore, ls, z, cap, eps, inv_denom, grad2, row_loss):
+    """The fused kernel for class-index targets over ``x2`` (N, C) C-contiguous.
+
+    Writes the per-row losses into ``row_loss`` (N,) float64 and the gradient
+    into ``grad2``: a separate (N, C) array, ``x2`` itself (in place), or a
+    (0, C) array (no gradient).  Picks the entry point: the few-classes tile
+    kernels for C < SMALL_C without label smoothing, softcap or eps (they
+    take ``grad2 is x2`` as it is), else the dedicated in-place row kernels
+    when ``grad2 is x2`` (an aliased call of the out-of-place ones fails
+    LLVM's overlap check and runs scalar), else the out-of-place ones.
+    Shared by every caller (softmax wrappers, :mod:`numloss.linear`).
+    """
+    N, C = x2.shape
+    parallel = _parallel.use_parallel(N * C, N)
+    if C < K.SMALL_C and ls == 0.0 and cap == 0.0 and eps == 0.0:
+        _parallel.run(K.softmax_ce_int_small_serial, K.softmax_ce_int_small_parallel, parallel,
+                      x2, target, weight, ignore, z, inv_denom, grad2, row_loss)
+    elif grad2 is x2:
+        _parallel.run(K.softmax_ce_int_inplace_serial, K.softmax_ce_int_inplace_parallel, parallel,
+                      x2, target, weight, ignore, ls, z, cap, eps, inv_denom, row_loss)
+    else:
+        _parallel.run(K.softmax_ce_int_serial, K.softmax_ce_int_parallel, parallel,
+                      x2, target, weight, ignore, ls, z, cap, eps, inv_denom, grad2, row_loss)
+
+
 def _run(p, x2, grad2):
     """Run the kernel over ``x2`` (N, C) C-contiguous; returns per-row losses.
 
@@ -88,26 +113,17 @@ def _run(p, x2, grad2):
     (0, C) array (no gradient).
     """
     row_loss = np.empty(p["N"], dtype=np.float64)
+    if p["kind"] == "int":
+        run_int_kernel(x2, p["target"], p["weight"], p["ignore"], p["ls"], p["z"], p["cap"], p["eps"],
+                       p["inv_denom"], grad2, row_loss)
+        return row_loss
     parallel = _parallel.use_parallel(p["N"] * p["C"], p["N"])
-    in_place = grad2 is x2
-    if p["kind"] == "int" and p["C"] < K.SMALL_C and p["ls"] == 0.0 and p["cap"] == 0.0 and p["eps"] == 0.0:
-        # few classes: the transposed-tile kernels (the in-place form passes x2 as grad2)
-        _parallel.run(K.softmax_ce_int_small_serial, K.softmax_ce_int_small_parallel, parallel,
-                      x2, p["target"], p["weight"], p["ignore"], p["z"], p["inv_denom"], grad2, row_loss)
-    elif p["kind"] == "int":
-        args = (x2, p["target"], p["weight"], p["ignore"], p["ls"], p["z"], p["cap"], p["eps"], p["inv_denom"])
-        if in_place:
-            _parallel.run(K.softmax_ce_int_inplace_serial, K.softmax_ce_int_inplace_parallel, parallel,
-                          *args, row_loss)
-        else:
-            _parallel.run(K.softmax_ce_int_serial, K.softmax_ce_int_parallel, parallel, *args, grad2, row_loss)
+    args = (x2, p["target"], p["weight"], p["ls"], p["z"], p["cap"], p["eps"], p["inv_denom"])
+    if grad2 is x2:
+        _parallel.run(K.softmax_ce_prob_inplace_serial, K.softmax_ce_prob_inplace_parallel, parallel,
+                      *args, row_loss)
     else:
-        args = (x2, p["target"], p["weight"], p["ls"], p["z"], p["cap"], p["eps"], p["inv_denom"])
-        if in_place:
-            _parallel.run(K.softmax_ce_prob_inplace_serial, K.softmax_ce_prob_inplace_parallel, parallel,
-                          *args, row_loss)
-        else:
-            _parallel.run(K.softmax_ce_prob_serial, K.softmax_ce_prob_parallel, parallel, *args, grad2, row_loss)
+        _parallel.run(K.softmax_ce_prob_serial, K.softmax_ce_prob_parallel, parallel, *args, grad2, row_loss)
     return row_loss
 
 
