@@ -18,7 +18,6 @@ that row sums vectorise), and ``reassoc`` would otherwise be free to merge
 extra precision.  LLVM does not reassociate across an intrinsic call.
 """
 
-import math
 
 import numpy as np
 from llvmlite import ir
