@@ -435,6 +435,39 @@ def test_label_smoothing_with_masks_spreads_over_unmasked_classes(dtype):
     np.testing.assert_allclose(grad[:, keep], grad3, rtol=TOL_R[np.dtype(dtype)], atol=1e-7)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_label_smoothing_masks_and_underflow_across_blocks(dtype, rng):
+    """Label smoothing on rows longer than one summation block, with -inf masks and unmasked
+    classes whose probability underflows to 0 (gradient -ls w_c / K, not 0): out of place, in
+    place and loss only all agree with the reference."""
+    N, C = 6, 1100
+    big = 1e4 if dtype == np.float32 else 1e150  # (z-loss: lse**2 stays finite)
+    x = rng.standard_normal((N, C)).astype(dtype)
+    x[0, ::3] = -np.inf
+    x[1, 600:] = -np.inf
+    x[2, 7] = big  # every other class underflows
+    x[3, :] = -np.inf
+    x[3, 5] = 0.0  # one unmasked class
+    x[4, 1000:] = -800.0  # unmasked, underflowing in both dtypes
+    t = np.array([1, 3, 9, 5, 2, 1050])
+    w = rng.uniform(0.5, 2.0, C)
+    masked = np.isneginf(x)
+    for opts in (dict(label_smoothing=0.1), dict(label_smoothing=0.25, weight=w, z_loss=0.01)):
+        for reduction in REDUCTIONS:
+            gs = gscale(x, t, reduction=reduction, **opts)
+            want_loss, want_grad = ref.softmax_cross_entropy(x, t, reduction=reduction, **opts)
+            loss, grad = softmax_cross_entropy_with_grad(x, t, reduction=reduction, **opts)
+            assert_close(loss, want_loss, dtype, scale=gs)
+            assert_close(grad, want_grad, dtype, scale=gs)
+            assert np.all(grad[masked] == 0) and np.all(grad[4, 1000:] < 0)
+            x_in = x.copy()
+            loss_in, grad_in = softmax_cross_entropy_with_grad(x_in, t, reduction=reduction, out=x_in, **opts)
+            assert grad_in is x_in
+            np.testing.assert_array_equal(grad_in, grad)
+            np.testing.assert_array_equal(loss_in, loss)
+            assert_close(softmax_cross_entropy(x, t, reduction=reduction, **opts), want_loss, dtype, scale=gs)
+
+
 @pytest.mark.parametrize("opts", [dict(), dict(softcap=2.0), dict(z_loss=0.01), dict(weight=W7)])
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 def test_target_on_masked_class_gives_inf_loss(opts, dtype):

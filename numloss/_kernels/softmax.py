@@ -87,57 +87,80 @@ def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_den
 
     x_y = x[i, y]  # read before an in-place pass overwrites the row
     x_y_raw = x_y
-    plain = not use_cap and ls == 0.0 and eps == 0.0
-    store = plain and want_grad
+    # Every loop below that has the gradient to write stores exp(x' - m) (or,
+    # with softcap, exp(x' - m) dx'/dx) into the gradient row while summing
+    # it, so the gradient pass rescales in cache instead of recomputing one
+    # exponential (and one tanh) per element.  eps > 0 never comes with
+    # label smoothing, z-loss or softcap (the wrappers refuse it).
+    plain = not use_cap and ls == 0.0  # eps may be > 0
+    store = want_grad
     s = 0.0
     k_unmasked = 0
     w_unmasked = 0.0
     w_dist = 0.0  # sum over unmasked c of w_c (m - x'_c)
-    if plain:
-        # exp(x - m) is stored into the gradient row and rescaled below:
-        # one exponential per element.
-        for j0 in range(0, C, SUM_BLOCK):
-            sb = zero
-            if store:
-                for j in range(np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))):
-                    e = exp_nonpositive(x[i, j] - m)
-                    g[i, j] = e
-                    sb += e
-            else:
-                for j in range(np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))):
-                    sb += exp_nonpositive(x[i, j] - m)
-            s += sb
-    else:
-        # Options: explicit loops per case, no branch inside a loop (a
-        # conditional in the loop body kept LLVM from vectorising it).
-        for j0 in range(0, C, SUM_BLOCK):
-            sb = zero
-            lo, hi = np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))
-            if use_cap:
-                for j in range(lo, hi):
-                    sb += exp_nonpositive(_capped(x[i, j], capt) - m)
-            else:
-                for j in range(lo, hi):
-                    sb += exp_nonpositive(x[i, j] - m)
-            s += sb
-        if ls > 0.0:
-            m64 = np.float64(m)  # m - x can overflow float32 (logits of +-3e38)
-            if use_cap:
-                for j in range(Cu):
-                    v = x[i, j]
-                    unmasked = v > -np.inf
-                    wj = weight[j]
-                    k_unmasked += select(unmasked, _ONE, _ZERO)
-                    w_unmasked += select(unmasked, wj, 0.0)
-                    w_dist += select(unmasked, wj * (m64 - _capped(v, capt)), 0.0)
-            else:
-                for j in range(Cu):
-                    v = x[i, j]
-                    unmasked = v > -np.inf
-                    wj = weight[j]
-                    k_unmasked += select(unmasked, _ONE, _ZERO)
-                    w_unmasked += select(unmasked, wj, 0.0)
-                    w_dist += select(unmasked, wj * (m64 - v), 0.0)
+    m64 = np.float64(m)  # m - x can overflow float32 (logits of +-3e38)
+    masked_mark = -one  # stored for a masked (-inf) class under label smoothing
+    # Explicit loops per case: no branch inside a loop (a conditional in the
+    # loop body kept LLVM from vectorising it).
+    for j0 in range(0, C, SUM_BLOCK):
+        sb = zero
+        lo, hi = np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))
+        if plain and store:
+            for j in range(lo, hi):
+                e = exp_nonpositive(x[i, j] - m)
+                g[i, j] = e
+                sb += e
+        elif not use_cap and store:
+            # label smoothing: -1 marks a masked class in the stored row (an
+            # unmasked class whose exponential underflows to 0 still gets
+            # -ls w_c / K); its float64 sums come in a loop of their own
+            # below, read before this block is overwritten (measured:
+            # merged into this loop they ran 2x slower than the two loops)
+            for j in range(lo, hi):
+                v = x[i, j]
+                unmasked = v > -np.inf
+                wj = weight[j]
+                k_unmasked += select(unmasked, _ONE, _ZERO)
+                w_unmasked += select(unmasked, wj, 0.0)
+                w_dist += select(unmasked, wj * (m64 - v), 0.0)
+            for j in range(lo, hi):
+                v = x[i, j]
+                e = exp_nonpositive(v - m)
+                sb += e
+                g[i, j] = select(v == -np.inf, masked_mark, e)
+        elif not use_cap:  # plain or label smoothing, no gradient
+            for j in range(lo, hi):
+                sb += exp_nonpositive(x[i, j] - m)
+        elif ls == 0.0 and store:
+            # softcap: x' = cap tanh(x / cap), dx'/dx = 1 - tanh**2
+            for j in range(lo, hi):
+                v = x[i, j]
+                th, d = tanh_and_sech2(v / capt)
+                c = select(v > -np.inf, capt * th, v)
+                c = select(v < np.inf, c, v - v)
+                e = exp_nonpositive(c - m)
+                sb += e
+                g[i, j] = e * d
+        else:
+            for j in range(lo, hi):
+                sb += exp_nonpositive(_capped(x[i, j], capt) - m)
+        s += sb
+    if ls > 0.0 and use_cap:
+        for j in range(Cu):
+            v = x[i, j]
+            unmasked = v > -np.inf
+            wj = weight[j]
+            k_unmasked += select(unmasked, _ONE, _ZERO)
+            w_unmasked += select(unmasked, wj, 0.0)
+            w_dist += select(unmasked, wj * (m64 - _capped(v, capt)), 0.0)
+    elif ls > 0.0 and not store:
+        for j in range(Cu):
+            v = x[i, j]
+            unmasked = v > -np.inf
+            wj = weight[j]
+            k_unmasked += select(unmasked, _ONE, _ZERO)
+            w_unmasked += select(unmasked, wj, 0.0)
+            w_dist += select(unmasked, wj * (m64 - v), 0.0)
 
     log_s = math.log(s)
     lse = m + log_s
@@ -168,19 +191,17 @@ def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_den
             inv_s = cast_like(1.0 / s, x0)
             wsc = cast_like(w_y * inv_denom, x0)
             for j in range(Cu):
-                g[i, j] = _clip_probability(exp_nonpositive(x[i, j] - m) * inv_s, epst, hit) * wsc
-        elif plain:
+                g[i, j] = _clip_probability(g[i, j] * inv_s, epst, hit) * wsc
+        elif ls == 0.0:
             for j in range(Cu):
                 g[i, j] *= scale
-        elif use_cap and ls == 0.0:
+        elif not use_cap:
+            masked_g = zero * scale  # 0, or NaN for a NaN row, as 0 * scale elsewhere
             for j in range(Cu):
-                v = x[i, j]
-                th, d = tanh_and_sech2(v / capt)
-                c = capt * th
-                c = select(v > -np.inf, c, v)
-                c = select(v < np.inf, c, v - v)
-                g[i, j] = exp_nonpositive(c - m) * scale * d
-        elif use_cap:
+                e = g[i, j]
+                smooth_j = smooth * cast_like(weight[j], x0)
+                g[i, j] = select(e < zero, masked_g, e * scale - smooth_j)
+        else:
             for j in range(Cu):
                 v = x[i, j]
                 th, d = tanh_and_sech2(v / capt)
@@ -189,11 +210,6 @@ def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_den
                 c = select(v < np.inf, c, v - v)
                 smooth_j = smooth * cast_like(weight[j], x0)
                 g[i, j] = (exp_nonpositive(c - m) * scale - select(v > -np.inf, smooth_j, zero)) * d
-        else:
-            for j in range(Cu):
-                v = x[i, j]
-                smooth_j = smooth * cast_like(weight[j], x0)
-                g[i, j] = exp_nonpositive(v - m) * scale - select(v > -np.inf, smooth_j, zero)
         # the one-hot part of q: -(1 - ls) w_y at the target, times dx'/dx
         d_y = one
         if use_cap:
@@ -228,17 +244,46 @@ def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_de
     s = 0.0
     q_total = 0.0
     q_dist = 0.0  # sum_c q_c (m - x'_c), terms with q_c == 0 skipped
-    for j in range(Cu):
-        v = x[i, j]
-        if use_cap:
-            v = _capped(v, capt)
-        s += exp_nonpositive(v - m)
-        q = (1.0 - ls) * t[i, j]
-        if ls > 0.0:
-            q += select(x[i, j] > -np.inf, ls_over_k, 0.0)
-        q *= weight[j]
-        q_total += q
-        q_dist += select(q != 0.0, q * (np.float64(m) - v), 0.0)
+    m64 = np.float64(m)
+    # Without softcap and eps, exp(x - m) is stored into the gradient row
+    # (-1 marking a masked class) and rescaled in the gradient pass, as for
+    # class indices; the float64 sums over the targets run in a loop of
+    # their own per block of SUM_BLOCK classes, before the block is
+    # overwritten (in one loop with the exponentials they ran 2x slower).
+    store = want_grad and not use_cap and eps == 0.0
+    masked_mark = -one
+    if use_cap:
+        for j in range(Cu):
+            v = _capped(x[i, j], capt)
+            s += exp_nonpositive(v - m)
+            q = (1.0 - ls) * t[i, j]
+            if ls > 0.0:
+                q += select(x[i, j] > -np.inf, ls_over_k, 0.0)
+            q *= weight[j]
+            q_total += q
+            q_dist += select(q != 0.0, q * (m64 - v), 0.0)
+    else:
+        for j0 in range(0, C, SUM_BLOCK):
+            lo, hi = np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))
+            for j in range(lo, hi):
+                v = x[i, j]
+                q = (1.0 - ls) * t[i, j]
+                if ls > 0.0:
+                    q += select(v > -np.inf, ls_over_k, 0.0)
+                q *= weight[j]
+                q_total += q
+                q_dist += select(q != 0.0, q * (m64 - v), 0.0)
+            sb = zero
+            if store:
+                for j in range(lo, hi):
+                    v = x[i, j]
+                    e = exp_nonpositive(v - m)
+                    sb += e
+                    g[i, j] = select(v == -np.inf, masked_mark, e)
+            else:
+                for j in range(lo, hi):
+                    sb += exp_nonpositive(x[i, j] - m)
+            s += sb
 
     log_s = math.log(s)
     lse = m + log_s
@@ -269,6 +314,19 @@ def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_de
             for j in range(Cu):
                 p = _clip_probability(exp_nonpositive(x[i, j] - m) * inv_st, epst, hit)
                 g[i, j] = p * qt - cast_like(t[i, j] * weight[j], x0) * invd
+        elif store:
+            scale = cast_like((q_total + 2.0 * z * lse) * inv_s * inv_denom, x0)
+            invd = cast_like(inv_denom, x0)
+            one_minus_ls = cast_like(1.0 - ls, x0)
+            lsk = cast_like(ls_over_k, x0)
+            for j in range(Cu):
+                stored = g[i, j]
+                masked = stored < zero
+                q = one_minus_ls * cast_like(t[i, j], x0)
+                if ls > 0.0:
+                    q += select(masked, zero, lsk)
+                q *= cast_like(weight[j], x0)
+                g[i, j] = select(masked, zero, stored) * scale - q * invd
         else:
             scale = cast_like((q_total + 2.0 * z * lse) * inv_s * inv_denom, x0)
             invd = cast_like(inv_denom, x0)
