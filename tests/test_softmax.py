@@ -435,11 +435,13 @@ def test_label_smoothing_with_masks_spreads_over_unmasked_classes(dtype):
     np.testing.assert_allclose(grad[:, keep], grad3, rtol=TOL_R[np.dtype(dtype)], atol=1e-7)
 
 
+@pytest.mark.parametrize("kind", ["int", "prob"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-def test_label_smoothing_masks_and_underflow_across_blocks(dtype, rng):
+def test_label_smoothing_masks_and_underflow_across_blocks(kind, dtype, rng):
     """Label smoothing on rows longer than one summation block, with -inf masks and unmasked
     classes whose probability underflows to 0 (gradient -ls w_c / K, not 0): out of place, in
-    place and loss only all agree with the reference."""
+    place and loss only all agree with the reference (the kernels store exp(x - m) in the
+    gradient row, -1 marking a masked class)."""
     N, C = 6, 1100
     big = 1e4 if dtype == np.float32 else 1e150  # (z-loss: lse**2 stays finite)
     x = rng.standard_normal((N, C)).astype(dtype)
@@ -452,6 +454,9 @@ def test_label_smoothing_masks_and_underflow_across_blocks(dtype, rng):
     t = np.array([1, 3, 9, 5, 2, 1050])
     w = rng.uniform(0.5, 2.0, C)
     masked = np.isneginf(x)
+    if kind == "prob":
+        t = np.where(masked, 0.0, rng.random((N, C))).astype(dtype)
+        t /= t.sum(axis=1, keepdims=True)
     for opts in (dict(label_smoothing=0.1), dict(label_smoothing=0.25, weight=w, z_loss=0.01)):
         for reduction in REDUCTIONS:
             gs = gscale(x, t, reduction=reduction, **opts)
