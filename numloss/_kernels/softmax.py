@@ -66,6 +66,52 @@ def _clip_probability(p, eps, one_minus_eps):
 
 
 @jit_inline
+def _exp_sum_block(x, g, i, lo, hi, m, store, masked_mark):
+    """``sum exp(x[i, c] - m)`` over classes ``lo:hi``, in the row's dtype.
+
+    With ``store`` each term is also written to ``g[i, c]``, and
+    ``masked_mark`` (a negative number) in place of a masked (``-inf``)
+    class, so a later pass can tell it from an unmasked class whose
+    exponential underflowed to 0.  The loop reads a block before it writes
+    it: ``g`` may be ``x``.
+    """
+    sb = cast_like(0.0, masked_mark)
+    if store:
+        for j in range(lo, hi):
+            v = x[i, j]
+            e = exp_nonpositive(v - m)
+            sb += e
+            g[i, j] = select(v == -np.inf, masked_mark, e)
+    else:
+        for j in range(lo, hi):
+            sb += exp_nonpositive(x[i, j] - m)
+    return sb
+
+
+@jit_inline
+def _smoothing_sums(x, i, weight, lo, hi, m64, capt, capped):
+    """Label smoothing's sums over classes ``lo:hi`` of row ``i``.
+
+    ``(K, sum_c w_c, sum_c w_c (m - x'_c))`` over the unmasked classes
+    (``x_c > -inf``), in float64 (``m - x'`` overflows float32 for logits
+    near +-3e38); ``x' = softcap(x)`` when ``capped`` (a constant at every
+    call site, so LLVM drops the other branch).
+    """
+    k = 0
+    w_sum = 0.0
+    w_dist = 0.0
+    for j in range(lo, hi):
+        v = x[i, j]
+        unmasked = v > -np.inf
+        xc = _capped(v, capt) if capped else v
+        wj = weight[j]
+        k += select(unmasked, _ONE, _ZERO)
+        w_sum += select(unmasked, wj, 0.0)
+        w_dist += select(unmasked, wj * (m64 - xc), 0.0)
+    return k, w_sum, w_dist
+
+
+@jit_inline
 def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_denom):
     """Loss of one row with class index ``y``; writes ``g`` if ``want_grad``.
 
@@ -110,27 +156,15 @@ def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_den
                 e = exp_nonpositive(x[i, j] - m)
                 g[i, j] = e
                 sb += e
-        elif not use_cap and store:
-            # label smoothing: -1 marks a masked class in the stored row (an
-            # unmasked class whose exponential underflows to 0 still gets
-            # -ls w_c / K); its float64 sums come in a loop of their own
-            # below, read before this block is overwritten (measured:
-            # merged into this loop they ran 2x slower than the two loops)
-            for j in range(lo, hi):
-                v = x[i, j]
-                unmasked = v > -np.inf
-                wj = weight[j]
-                k_unmasked += select(unmasked, _ONE, _ZERO)
-                w_unmasked += select(unmasked, wj, 0.0)
-                w_dist += select(unmasked, wj * (m64 - v), 0.0)
-            for j in range(lo, hi):
-                v = x[i, j]
-                e = exp_nonpositive(v - m)
-                sb += e
-                g[i, j] = select(v == -np.inf, masked_mark, e)
-        elif not use_cap:  # plain or label smoothing, no gradient
-            for j in range(lo, hi):
-                sb += exp_nonpositive(x[i, j] - m)
+        elif not use_cap:
+            if ls > 0.0:
+                # label smoothing's float64 sums, read before this block is
+                # overwritten (in the exponentials' loop they ran 2x slower)
+                dk, dw, dd = _smoothing_sums(x, i, weight, lo, hi, m64, capt, False)
+                k_unmasked += dk
+                w_unmasked += dw
+                w_dist += dd
+            sb = _exp_sum_block(x, g, i, lo, hi, m, store, masked_mark)
         elif ls == 0.0 and store:
             # softcap: x' = cap tanh(x / cap), dx'/dx = 1 - tanh**2
             for j in range(lo, hi):
@@ -146,21 +180,7 @@ def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_den
                 sb += exp_nonpositive(_capped(x[i, j], capt) - m)
         s += sb
     if ls > 0.0 and use_cap:
-        for j in range(Cu):
-            v = x[i, j]
-            unmasked = v > -np.inf
-            wj = weight[j]
-            k_unmasked += select(unmasked, _ONE, _ZERO)
-            w_unmasked += select(unmasked, wj, 0.0)
-            w_dist += select(unmasked, wj * (m64 - _capped(v, capt)), 0.0)
-    elif ls > 0.0 and not store:
-        for j in range(Cu):
-            v = x[i, j]
-            unmasked = v > -np.inf
-            wj = weight[j]
-            k_unmasked += select(unmasked, _ONE, _ZERO)
-            w_unmasked += select(unmasked, wj, 0.0)
-            w_dist += select(unmasked, wj * (m64 - v), 0.0)
+        k_unmasked, w_unmasked, w_dist = _smoothing_sums(x, i, weight, np.uint64(0), Cu, m64, capt, True)
 
     log_s = math.log(s)
     lse = m + log_s
@@ -273,17 +293,7 @@ def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_de
                 q *= weight[j]
                 q_total += q
                 q_dist += select(q != 0.0, q * (m64 - v), 0.0)
-            sb = zero
-            if store:
-                for j in range(lo, hi):
-                    v = x[i, j]
-                    e = exp_nonpositive(v - m)
-                    sb += e
-                    g[i, j] = select(v == -np.inf, masked_mark, e)
-            else:
-                for j in range(lo, hi):
-                    sb += exp_nonpositive(x[i, j] - m)
-            s += sb
+            s += _exp_sum_block(x, g, i, lo, hi, m, store, masked_mark)
 
     log_s = math.log(s)
     lse = m + log_s
@@ -305,20 +315,19 @@ def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_de
             loss += z * lse * lse
 
     if want_grad:
+        scale = cast_like((q_total + 2.0 * z * lse) * inv_s * inv_denom, x0)
+        invd = cast_like(inv_denom, x0)
+        one_minus_ls = cast_like(1.0 - ls, x0)
+        lsk = cast_like(ls_over_k, x0)
         if eps > 0.0:
             epst = cast_like(eps, x0)
             hit = one - epst
             inv_st = cast_like(inv_s, x0)
             qt = cast_like(q_total * inv_denom, x0)
-            invd = cast_like(inv_denom, x0)
             for j in range(Cu):
                 p = _clip_probability(exp_nonpositive(x[i, j] - m) * inv_st, epst, hit)
                 g[i, j] = p * qt - cast_like(t[i, j] * weight[j], x0) * invd
         elif store:
-            scale = cast_like((q_total + 2.0 * z * lse) * inv_s * inv_denom, x0)
-            invd = cast_like(inv_denom, x0)
-            one_minus_ls = cast_like(1.0 - ls, x0)
-            lsk = cast_like(ls_over_k, x0)
             for j in range(Cu):
                 stored = g[i, j]
                 masked = stored < zero
@@ -328,10 +337,6 @@ def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_de
                 q *= cast_like(weight[j], x0)
                 g[i, j] = select(masked, zero, stored) * scale - q * invd
         else:
-            scale = cast_like((q_total + 2.0 * z * lse) * inv_s * inv_denom, x0)
-            invd = cast_like(inv_denom, x0)
-            one_minus_ls = cast_like(1.0 - ls, x0)
-            lsk = cast_like(ls_over_k, x0)
             for j in range(Cu):
                 v = x[i, j]
                 d = one
