@@ -67,8 +67,9 @@ def _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer):
         inv_denom = 1.0 / denom if denom != 0 else np.inf
     else:
         denom, inv_denom = 1.0, 1.0
-    # unit weights and no clipping: the kernels' plain element (no no-op multiplications and clamps)
-    plain = weight is None and pos_weight is None and eps == 0.0
+    # unit weights, no clipping, targets of the logits' dtype: the plain kernels (no no-op
+    # multiplications and clamps; compiled for those two signatures only)
+    plain = weight is None and pos_weight is None and eps == 0.0 and t2.dtype == x.dtype
     return dict(x=x, N=N, C=C, target=t2, raw_target=t, weight=w, pos_weight=pw, eps=eps, plain=plain,
                 reduction=reduction, denom=denom, inv_denom=inv_denom)
 
@@ -84,10 +85,16 @@ def _run(p, x2, grad2):
         row_loss[:] = 0.0
     else:
         parallel = _parallel.use_parallel(N * C, N)
-        args = (x2, p["target"], p["weight"], p["pos_weight"], p["eps"], p["inv_denom"], p["plain"])
-        if grad2 is x2:
+        args = (x2, p["target"], p["weight"], p["pos_weight"], p["eps"], p["inv_denom"])
+        if grad2 is x2 and p["plain"]:
+            _parallel.run(K.sigmoid_ce_plain_inplace_serial, K.sigmoid_ce_plain_inplace_parallel, parallel,
+                          *args, elem, row_loss)
+        elif grad2 is x2:
             _parallel.run(K.sigmoid_ce_inplace_serial, K.sigmoid_ce_inplace_parallel, parallel,
                           *args, elem, row_loss)
+        elif p["plain"]:
+            _parallel.run(K.sigmoid_ce_plain_serial, K.sigmoid_ce_plain_parallel, parallel,
+                          *args, grad2, elem, row_loss)
         else:
             _parallel.run(K.sigmoid_ce_serial, K.sigmoid_ce_parallel, parallel, *args, grad2, elem, row_loss)
     if p["reduction"] == "none":
