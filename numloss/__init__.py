@@ -1,7 +1,8 @@
 """numloss: fused, Numba-compiled classification losses for NumPy on the CPU.
 
 Every loss has ``NAME(...) -> loss`` and ``NAME_with_grad(..., out=None) ->
-(loss, grad)``; see ``shared/SPEC.md`` and the README.
+(loss, grad)``; see the README.  ``numloss.warmup()`` compiles (or loads from
+Numba's disk cache) every kernel ahead of the first call.
 
 The submodules are imported on first use of one of their names (PEP 562):
 ``import numloss`` imports neither NumPy nor Numba (about 1 ms), and a
@@ -11,25 +12,12 @@ linear code.
 
 import importlib
 
+from . import _registry
+
 __version__ = "0.1.0"
 
-#: public name -> the submodule that defines it
-_SUBMODULE_OF = {
-    "arcface_cross_entropy": "margin",
-    "arcface_cross_entropy_with_grad": "margin",
-    "cosface_cross_entropy": "margin",
-    "cosface_cross_entropy_with_grad": "margin",
-    "sigmoid_focal_loss": "focal",
-    "sigmoid_focal_loss_with_grad": "focal",
-    "softmax_focal_loss": "focal",
-    "softmax_focal_loss_with_grad": "focal",
-    "linear_cross_entropy": "linear",
-    "linear_cross_entropy_with_grad": "linear",
-    "sigmoid_cross_entropy": "sigmoid",
-    "sigmoid_cross_entropy_with_grad": "sigmoid",
-    "softmax_cross_entropy": "softmax",
-    "softmax_cross_entropy_with_grad": "softmax",
-}
+#: public name -> the submodule that defines it (the losses from the registry)
+_SUBMODULE_OF = {**_registry.public_names(), "warmup": "_warmup"}
 
 __all__ = sorted([*_SUBMODULE_OF, "nn"])
 

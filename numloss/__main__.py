@@ -1,4 +1,4 @@
-"""The ``numloss`` command line: ``numloss bench`` and ``numloss check``."""
+"""The ``numloss`` command line: ``numloss bench``, ``numloss check`` and ``numloss warmup``."""
 
 import argparse
 import json
@@ -79,13 +79,51 @@ def check(argv):
     return 1 if failures else 0
 
 
+def warmup(argv):
+    from . import _registry
+
+    parser = argparse.ArgumentParser(prog="numloss warmup", description=(
+        "Compile (or load from Numba's disk cache) every kernel of every loss: serial and parallel, out of place "
+        "and in place, for each dtype, in parallel worker processes. Run it once where the cache will be read: "
+        "at a Docker image's build (with a fixed NUMBA_CACHE_DIR), on each cluster worker, before a CI test run."))
+    parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: the cores available)")
+    parser.add_argument("--dtypes", default=",".join(_registry.DTYPES),
+                        help="comma-separated logits dtypes (default: %(default)s)")
+    parser.add_argument("--losses", default="", help="comma-separated loss names (default: all: "
+                        + ", ".join(loss.name for loss in _registry.LOSSES) + ")")
+    args = parser.parse_args(argv)
+    losses = [name for name in args.losses.split(",") if name] or None
+    for name in losses or ():
+        if name not in _registry.BY_NAME:
+            parser.error(f"unknown loss {name!r}; choose from {', '.join(_registry.BY_NAME)}")
+    from ._warmup import warmup as run
+
+    report = run(losses, [d for d in args.dtypes.split(",") if d], jobs=args.jobs, progress=sys.stderr)
+    print(report)
+    return 0
+
+
+COMMANDS = {"bench": bench, "check": check, "warmup": warmup}
+USAGE = "usage: numloss {bench,check,warmup} [options]   (numloss COMMAND --help for each)"
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"bench": bench, "check": check}
-    if not argv or argv[0] not in commands:
-        print("usage: numloss {bench,check} [options]   (numloss COMMAND --help for each)", file=sys.stderr)
+    if argv and argv[0] in ("-h", "--help"):
+        print(USAGE)
+        print("  bench    throughput of every loss against NumPy, PyTorch and JAX\n"
+              "  check    self-test against finite differences and the NumPy baseline\n"
+              "  warmup   compile every kernel ahead of time (fills Numba's disk cache)")
+        return 0
+    if argv and argv[0] == "--version":
+        from . import __version__
+
+        print(f"numloss {__version__}")
+        return 0
+    if not argv or argv[0] not in COMMANDS:
+        print(USAGE, file=sys.stderr)
         return 2
-    return commands[argv[0]](argv[1:])
+    return COMMANDS[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":

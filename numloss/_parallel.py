@@ -34,7 +34,7 @@ import numba
 #: Below this many logits a kernel runs on the calling thread only.
 PARALLEL_MIN_ELEMENTS = 1 << 15
 
-_state = {"layer": None, "forked": False}
+_state = {"layer": None, "forked": False, "force": None}
 _init_lock = threading.Lock()
 _workqueue_lock = threading.Lock()
 
@@ -67,6 +67,11 @@ def preload_tbb():
     return False
 
 
+if numba.config.THREADING_LAYER == "default":
+    # as early as numloss can: before anything (ours or the user's) starts Numba's pool
+    preload_tbb()
+
+
 def threading_layer():
     """The Numba threading layer numloss's parallel kernels run on.
 
@@ -86,11 +91,15 @@ def threading_layer():
 
 def use_parallel(num_elements, num_rows):
     """Whether a kernel over ``num_elements`` logits should use threads."""
+    if _state["force"] is not None:  # numloss.warmup: compile the serial or the parallel kernels
+        return _state["force"]
     if num_rows < 2 or num_elements < PARALLEL_MIN_ELEMENTS:
         return False
+    # threading_layer() first: numba.get_num_threads() starts Numba's pool, and
+    # the pool must start after libtbb is loadable, or it picks OpenMP
+    layer = threading_layer()
     if numba.get_num_threads() < 2:
         return False
-    layer = threading_layer()
     if _state["forked"] and layer != "tbb":
         return False
     return True

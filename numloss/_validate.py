@@ -31,11 +31,19 @@ def reduction(value):
     return value
 
 
+def _scalar(value):
+    """A 0-d real array (what NumPy code and config loaders often hand over) as its Python number."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        return value.item()
+    return value
+
+
 def _real(value, name):
     if type(value) is float:  # the common case, without the ABC check below
         if value != value:
             raise ValueError(f"{name} must not be NaN")
         return value
+    value = _scalar(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a real number; got {value!r}")
     value = float(value)
@@ -97,6 +105,7 @@ def eps_combinations(eps_value, ls=0.0, z=0.0, cap=0.0):
 def ignore_index(value):
     if type(value) is int:  # the common case, without the ABC check below
         return value
+    value = _scalar(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise ValueError(f"ignore_index must be an integer; got {value!r}")
     return int(value)
@@ -115,17 +124,26 @@ def class_weights(weight, num_classes, name="weight"):
             if len(_UNIT_WEIGHTS) >= 16:
                 _UNIT_WEIGHTS.clear()
             ones = _UNIT_WEIGHTS[num_classes] = np.ones(num_classes, dtype=np.float64)
+            ones.flags.writeable = False
         return ones
     w = np.asarray(weight)
     if w.dtype.kind not in "biuf":
         raise ValueError(f"{name} must be a numeric array; got dtype {w.dtype}")
     if w.shape != (num_classes,):
         raise ValueError(f"{name} must have shape ({num_classes},) (one weight per class); got {w.shape}")
-    return np.ascontiguousarray(w, dtype=np.float64)
+    return _readonly(np.ascontiguousarray(w, dtype=np.float64))
+
+
+def _readonly(a):
+    """A read-only view (one Numba type for the kernels, whatever the caller's array)."""
+    if a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
 
 
 def class_indices(target, expected_shape, num_classes, ignore):
-    """Integer class indices as a flat int64 array, range-checked.
+    """Integer class indices as a flat read-only int64 array (the kernels' one target type).
 
     Raises ``IndexError`` for an index outside ``[0, C)`` that is not
     ``ignore_index`` (naming the first such value and its position).
@@ -142,7 +160,7 @@ def class_indices(target, expected_shape, num_classes, ignore):
         raise IndexError(
             f"target holds class index {flat[pos]} at flat position {pos}, outside [0, {num_classes})"
         )
-    return np.ascontiguousarray(flat, dtype=np.int64)
+    return _readonly(np.ascontiguousarray(flat, dtype=np.int64))
 
 
 def raise_bad_index(target_flat, pos, num_classes, ignore):

@@ -1,13 +1,11 @@
 """Focal losses (sigmoid and softmax): public wrappers around the fused kernels."""
 
-import math
-
 import numpy as np
 
-from . import _indexed, _parallel
+from . import _indexed, _plumbing
 from . import _validate as V
 from ._kernels import focal as K
-from .softmax import softmax_cross_entropy, softmax_cross_entropy_with_grad
+from .softmax import run_int_kernel
 
 
 def _gamma(value):
@@ -26,11 +24,8 @@ def _alpha(value):
     return a
 
 
-_SOFTMAX_KERNELS = (K.softmax_focal_serial, K.softmax_focal_parallel, K.softmax_focal_inplace_serial,
-                    K.softmax_focal_inplace_parallel)
-
-
 def _prepare_sigmoid(logits, target, alpha, gamma, reduction):
+    """Validate; return ``(batch, head)`` for :mod:`numloss._plumbing` and the focal kernels."""
     x = V.float_array(logits)
     reduction = V.reduction(reduction)
     alpha = _alpha(alpha)
@@ -40,40 +35,10 @@ def _prepare_sigmoid(logits, target, alpha, gamma, reduction):
         raise ValueError(f"target must be bool, integer or float; got dtype {t.dtype}")
     if t.shape != x.shape:
         raise ValueError(f"target must have the logits' shape {x.shape}; got {t.shape}")
-    shape2 = x.shape if x.ndim else (1,)
-    C = shape2[-1]
-    N = math.prod(shape2[:-1])
+    b = _plumbing.elementwise_batch(x, reduction)
     # one kernel specialisation per logits dtype: targets are read in the logits' dtype
-    t2 = np.ascontiguousarray(t, dtype=x.dtype).reshape(N, C)
-    if reduction == "mean":
-        denom = float(x.size)
-        inv_denom = 1.0 / denom if denom != 0 else np.inf
-    else:
-        denom, inv_denom = 1.0, 1.0
-    return dict(x=x, N=N, C=C, target=t2, raw_target=t, alpha=alpha, gamma=gamma, reduction=reduction,
-                denom=denom, inv_denom=inv_denom)
-
-
-def _run_sigmoid(p, x2, grad2):
-    N, C = p["N"], p["C"]
-    row_loss = np.empty(N, dtype=np.float64)
-    elem = np.empty((N, C) if p["reduction"] == "none" else (0, C), dtype=x2.dtype)
-    if N * C == 0:
-        row_loss[:] = 0.0
-    else:
-        head = (x2, p["target"], p["alpha"], p["gamma"], p["inv_denom"])
-        parallel = _parallel.use_parallel(N * C, N)
-        if grad2 is x2:
-            _parallel.run(K.sigmoid_focal_inplace_serial, K.sigmoid_focal_inplace_parallel, parallel, *head, elem,
-                          row_loss)
-        else:
-            _parallel.run(K.sigmoid_focal_serial, K.sigmoid_focal_parallel, parallel, *head, grad2, elem, row_loss)
-    if p["reduction"] == "none":
-        return elem.reshape(p["x"].shape)
-    total = row_loss.sum()
-    if p["reduction"] == "mean":
-        total = total / p["denom"] if p["denom"] != 0 else np.float64(np.nan)
-    return p["x"].dtype.type(total)
+    t2 = _plumbing.dense_target(t, x.dtype).reshape(b.N, b.C)
+    return b, (t2, alpha, gamma, b.inv_denom)
 
 
 def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean"):
@@ -126,9 +91,9 @@ def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean
     >>> round(float(numloss.sigmoid_focal_loss(np.array([0.0, 2.0]), np.array([1.0, 0.0]))), 6)
     0.64044
     """
-    p = _prepare_sigmoid(logits, target, alpha, gamma, reduction)
-    x2 = _indexed.as_rows(p["x"], p["N"], p["C"])
-    return _run_sigmoid(p, x2, np.empty((0, p["C"]), dtype=x2.dtype))
+    b, head = _prepare_sigmoid(logits, target, alpha, gamma, reduction)
+    losses = _plumbing.loss_only(b, _plumbing.elementwise_runner(b, K.SIGMOID, head))
+    return _plumbing.reduce(b, losses, b.x.dtype)
 
 
 def sigmoid_focal_loss_with_grad(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean", out=None):
@@ -174,22 +139,22 @@ def sigmoid_focal_loss_with_grad(logits, target, *, alpha=0.25, gamma=2.0, reduc
     >>> grad
     array([-0.1491434,  0.1491434])
     """
-    p = _prepare_sigmoid(logits, target, alpha, gamma, reduction)
-    x, N, C = p["x"], p["N"], p["C"]
-    if out is not None:
-        V.out_array(out, x, [("logits", x), ("target", p["raw_target"])])
-        grad = out
-    else:
-        grad = np.empty(x.shape, dtype=x.dtype)
-    grad2 = grad.reshape(N, C)
-    if grad is x:
-        loss = _run_sigmoid(p, grad2, grad2)
-    elif x.flags.c_contiguous:
-        loss = _run_sigmoid(p, x.reshape(N, C), grad2)
-    else:
-        grad[...] = x
-        loss = _run_sigmoid(p, grad2, grad2)
-    return loss, grad
+    b, head = _prepare_sigmoid(logits, target, alpha, gamma, reduction)
+    inputs = [("logits", b.x), ("target", target)]
+    losses, grad = _plumbing.loss_and_grad(b, out, inputs, _plumbing.elementwise_runner(b, K.SIGMOID, head))
+    return _plumbing.reduce(b, losses, b.x.dtype), grad
+
+
+def _softmax_runner(p, gamma):
+    if gamma != 0.0:
+        return _indexed.runner(p, K.SOFTMAX, gamma)
+
+    def cross_entropy(x2, grad2):  # gamma = 0 is the cross-entropy itself, bit for bit: softmax's kernels
+        row_loss = np.empty(p.batch.N, dtype=np.float64)
+        run_int_kernel(x2, p.target, p.weight, p.ignore, 0.0, 0.0, 0.0, 0.0, p.batch.inv_denom, grad2, row_loss)
+        return row_loss
+
+    return cross_entropy
 
 
 def softmax_focal_loss(logits, target, *, gamma=2.0, weight=None, ignore_index=-100, reduction="mean"):
@@ -247,9 +212,7 @@ def softmax_focal_loss(logits, target, *, gamma=2.0, weight=None, ignore_index=-
     """
     gamma = _gamma(gamma)
     p = _indexed.prepare(logits, target, weight, ignore_index, reduction)
-    if gamma == 0.0:  # the cross-entropy itself, bit for bit
-        return softmax_cross_entropy(p["x"], target, weight=weight, ignore_index=ignore_index, reduction=reduction)
-    return _indexed.loss_only(p, _SOFTMAX_KERNELS, gamma)
+    return _indexed.loss_only(p, _softmax_runner(p, gamma))
 
 
 def softmax_focal_loss_with_grad(logits, target, *, gamma=2.0, weight=None, ignore_index=-100, reduction="mean",
@@ -292,7 +255,4 @@ def softmax_focal_loss_with_grad(logits, target, *, gamma=2.0, weight=None, igno
     """
     gamma = _gamma(gamma)
     p = _indexed.prepare(logits, target, weight, ignore_index, reduction)
-    if gamma == 0.0:  # the cross-entropy itself, bit for bit
-        return softmax_cross_entropy_with_grad(p["x"], target, weight=weight, ignore_index=ignore_index,
-                                               reduction=reduction, out=out)
-    return _indexed.loss_and_grad(p, out, weight, "logits", _SOFTMAX_KERNELS, gamma)
+    return _indexed.loss_and_grad(p, out, weight, "logits", _softmax_runner(p, gamma))

@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-from . import _blas, _parallel
+from . import _blas, _parallel, _plumbing
 from . import _validate as V
 from ._kernels import linear as KL
 from ._kernels import softmax as KS
@@ -59,6 +59,7 @@ def _same_float_array(value, name, dtype):
 def _chunk_size(value):
     if value is None:
         return None
+    value = V._scalar(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"chunk_size must be None or a positive integer; got {value!r}")
     return int(value)
@@ -110,11 +111,7 @@ def _prepare(hidden, weight, target, bias, weight_classes, ignore_index, label_s
     bad, wsum = KS.int_target_denominator(tflat, wc, ignore, num_classes)
     if bad >= 0:
         V.raise_bad_index(tflat, bad, num_classes, ignore)
-    if reduction == "mean":
-        denom = norm if norm is not None else wsum
-        inv_denom = 1.0 / denom if denom != 0 else np.inf
-    else:
-        denom, inv_denom = 1.0, 1.0
+    rows_batch = _plumbing.batch(h, tflat.shape[0], num_classes, batch_shape, reduction, wsum, norm)
 
     N = tflat.shape[0]
     # BLAS needs a unit stride along one axis; anything else is copied once
@@ -123,7 +120,7 @@ def _prepare(hidden, weight, target, bias, weight_classes, ignore_index, label_s
     w2 = np.ascontiguousarray(w)
     return dict(
         dtype=dtype, h=h2, w=w2, b=b, target=tflat, wc=wc, ignore=ignore, ls=ls, z=z, cap=cap,
-        reduction=reduction, denom=denom, inv_denom=inv_denom, N=N, D=D, V=num_classes,
+        batch=rows_batch, inv_denom=rows_batch.inv_denom, N=N, D=D, V=num_classes,
         batch_shape=batch_shape, chunk_size=rows,
     )
 
@@ -195,9 +192,14 @@ def _run(p, want_grad):
         np.matmul(hc, w.T, out=x)
         if b is not None:
             x += b
-        # the gradient overwrites the logits chunk in place
-        run_int_kernel(x, tc, p["wc"], p["ignore"], p["ls"], p["z"], p["cap"], 0.0, p["inv_denom"],
-                       x if want_grad else empty_grad, lc)
+        # the gradient overwrites the logits chunk in place (read-only views elsewhere: the
+        # kernel specialisations the softmax wrappers use, compiled once)
+        tc = _plumbing.readonly(tc)
+        if want_grad:
+            run_int_kernel(x, tc, p["wc"], p["ignore"], p["ls"], p["z"], p["cap"], 0.0, p["inv_denom"], x, lc)
+        else:
+            run_int_kernel(_plumbing.readonly(x), tc, p["wc"], p["ignore"], p["ls"], p["z"], p["cap"], 0.0,
+                           p["inv_denom"], empty_grad, lc)
         g = x
         if gather:
             row_loss[sel] = lc
@@ -216,13 +218,7 @@ def _run(p, want_grad):
 
 
 def _reduce(p, row_loss):
-    dtype = p["dtype"]
-    if p["reduction"] == "none":
-        return row_loss.astype(dtype).reshape(p["batch_shape"])
-    total = row_loss.sum()
-    if p["reduction"] == "mean":
-        total = total / p["denom"] if p["denom"] != 0 else np.float64(np.nan)
-    return dtype.type(total)
+    return _plumbing.reduce(p["batch"], row_loss, p["dtype"])
 
 
 def linear_cross_entropy(

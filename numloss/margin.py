@@ -26,8 +26,6 @@ def _options(kind, scale, margin, label_smoothing, dtype):
     return ls, scale, kind, margin, math.cos(margin), math.sin(margin), th, mm, sin_floor
 
 
-_KERNELS = (K.margin_ce_serial, K.margin_ce_parallel, K.margin_ce_inplace_serial, K.margin_ce_inplace_parallel)
-
 _COMMON_PARAMETERS = """
     cosine : array_like, float32 or float64, shape ``(..., C)``
         Cosine similarities between each embedding and each class centre
@@ -52,31 +50,31 @@ _COMMON_PARAMETERS = """
 def cosface_cross_entropy(cosine, target, *, scale=30.0, margin=0.35, weight=None, ignore_index=-100,
                           label_smoothing=0.0, reduction="mean"):
     p = _indexed.prepare(cosine, target, weight, ignore_index, reduction, name="cosine")
-    opts = _options(K.COSFACE, scale, margin, label_smoothing, p["x"].dtype)
-    return _indexed.loss_only(p, _KERNELS, *opts)
+    opts = _options(K.COSFACE, scale, margin, label_smoothing, p.batch.x.dtype)
+    return _indexed.loss_only(p, _indexed.runner(p, K.MARGIN, *opts))
 
 
 def cosface_cross_entropy_with_grad(cosine, target, *, scale=30.0, margin=0.35, weight=None, ignore_index=-100,
                                     label_smoothing=0.0, reduction="mean", out=None):
     p = _indexed.prepare(cosine, target, weight, ignore_index, reduction, name="cosine")
-    opts = _options(K.COSFACE, scale, margin, label_smoothing, p["x"].dtype)
-    return _indexed.loss_and_grad(p, out, weight, "cosine", _KERNELS, *opts)
+    opts = _options(K.COSFACE, scale, margin, label_smoothing, p.batch.x.dtype)
+    return _indexed.loss_and_grad(p, out, weight, "cosine", _indexed.runner(p, K.MARGIN, *opts))
 
 
 def arcface_cross_entropy(cosine, target, *, scale=64.0, margin=0.5, easy_margin=False, weight=None,
                           ignore_index=-100, label_smoothing=0.0, reduction="mean"):
     p = _indexed.prepare(cosine, target, weight, ignore_index, reduction, name="cosine")
     kind = K.ARCFACE_EASY if _flag(easy_margin, "easy_margin") else K.ARCFACE
-    opts = _options(kind, scale, margin, label_smoothing, p["x"].dtype)
-    return _indexed.loss_only(p, _KERNELS, *opts)
+    opts = _options(kind, scale, margin, label_smoothing, p.batch.x.dtype)
+    return _indexed.loss_only(p, _indexed.runner(p, K.MARGIN, *opts))
 
 
 def arcface_cross_entropy_with_grad(cosine, target, *, scale=64.0, margin=0.5, easy_margin=False, weight=None,
                                     ignore_index=-100, label_smoothing=0.0, reduction="mean", out=None):
     p = _indexed.prepare(cosine, target, weight, ignore_index, reduction, name="cosine")
     kind = K.ARCFACE_EASY if _flag(easy_margin, "easy_margin") else K.ARCFACE
-    opts = _options(kind, scale, margin, label_smoothing, p["x"].dtype)
-    return _indexed.loss_and_grad(p, out, weight, "cosine", _KERNELS, *opts)
+    opts = _options(kind, scale, margin, label_smoothing, p.batch.x.dtype)
+    return _indexed.loss_and_grad(p, out, weight, "cosine", _indexed.runner(p, K.MARGIN, *opts))
 
 
 def _flag(value, name):

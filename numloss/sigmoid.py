@@ -4,13 +4,13 @@ import math
 
 import numpy as np
 
-from . import _parallel
+from . import _plumbing
 from . import _validate as V
 from ._kernels import sigmoid as K
 
 
 def broadcast_weight(value, shape, dtype, name):
-    """A weight broadcastable to ``shape`` as a ``(R, C)`` array, R in {1, N}.
+    """A weight broadcastable to ``shape`` as a read-only ``(R, C)`` array, R in {1, N}.
 
     Weights that vary along the last axis and/or along all leading axes
     together are passed as they are; any other broadcast pattern (e.g.
@@ -20,7 +20,7 @@ def broadcast_weight(value, shape, dtype, name):
     N = math.prod(shape2[:-1])
     C = shape2[-1]
     if value is None:
-        return np.ones((1, C), dtype=dtype)
+        return _plumbing.readonly(np.ones((1, C), dtype=dtype))
     w = np.asarray(value)
     if w.dtype.kind not in "biuf":
         raise ValueError(f"{name} must be numeric; got dtype {w.dtype}")
@@ -40,10 +40,11 @@ def broadcast_weight(value, shape, dtype, name):
         w = np.broadcast_to(w, shape2)
         rows, last = N, C
     # the class axis is always materialised (C values per row), rows only when they vary
-    return np.ascontiguousarray(np.broadcast_to(w.reshape(rows, last), (rows, C)), dtype=dtype)
+    return _plumbing.readonly(np.ascontiguousarray(np.broadcast_to(w.reshape(rows, last), (rows, C)), dtype=dtype))
 
 
 def _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer):
+    """Validate; return ``(batch, kernels, head)`` for :mod:`numloss._plumbing`."""
     x = V.float_array(logits)
     reduction = V.reduction(reduction)
     eps = V.eps(eps)
@@ -53,60 +54,16 @@ def _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer):
         raise ValueError(f"target must be bool, integer or float; got dtype {t.dtype}")
     if t.shape != x.shape:
         raise ValueError(f"target must have the logits' shape {x.shape}; got {t.shape}")
-    shape2 = x.shape if x.ndim else (1,)
-    C = shape2[-1]
-    N = math.prod(shape2[:-1])
+    b = _plumbing.elementwise_batch(x, reduction, norm)
     w = broadcast_weight(weight, x.shape, x.dtype, "weight")
     pw = broadcast_weight(pos_weight, x.shape, x.dtype, "pos_weight")
-    t2 = np.ascontiguousarray(t).reshape(N, C)
-    if t2.dtype.kind == "f" and t2.dtype not in V.FLOAT_DTYPES:
-        t2 = t2.astype(x.dtype)
-    count = float(x.size)
-    if reduction == "mean":
-        denom = norm if norm is not None else count
-        inv_denom = 1.0 / denom if denom != 0 else np.inf
-    else:
-        denom, inv_denom = 1.0, 1.0
+    # bool targets (multi-label masks) are read as they are; other dtypes as the logits'
+    t2 = _plumbing.dense_target(t, x.dtype, native=(np.dtype(np.bool_),)).reshape(b.N, b.C)
     # unit weights, no clipping, targets of the logits' dtype: the plain kernels (no no-op
     # multiplications and clamps; compiled for those two signatures only)
     plain = weight is None and pos_weight is None and eps == 0.0 and t2.dtype == x.dtype
-    return dict(x=x, N=N, C=C, target=t2, raw_target=t, weight=w, pos_weight=pw, eps=eps, plain=plain,
-                reduction=reduction, denom=denom, inv_denom=inv_denom)
-
-
-def _run(p, x2, grad2):
-    N, C = p["N"], p["C"]
-    row_loss = np.empty(N, dtype=np.float64)
-    if p["reduction"] == "none":
-        elem = np.empty((N, C), dtype=x2.dtype)
-    else:
-        elem = np.empty((0, C), dtype=x2.dtype)
-    if N * C == 0:
-        row_loss[:] = 0.0
-    else:
-        parallel = _parallel.use_parallel(N * C, N)
-        args = (x2, p["target"], p["weight"], p["pos_weight"], p["eps"], p["inv_denom"])
-        if grad2 is x2 and p["plain"]:
-            _parallel.run(K.sigmoid_ce_plain_inplace_serial, K.sigmoid_ce_plain_inplace_parallel, parallel,
-                          *args, elem, row_loss)
-        elif grad2 is x2:
-            _parallel.run(K.sigmoid_ce_inplace_serial, K.sigmoid_ce_inplace_parallel, parallel,
-                          *args, elem, row_loss)
-        elif p["plain"]:
-            _parallel.run(K.sigmoid_ce_plain_serial, K.sigmoid_ce_plain_parallel, parallel,
-                          *args, grad2, elem, row_loss)
-        else:
-            _parallel.run(K.sigmoid_ce_serial, K.sigmoid_ce_parallel, parallel, *args, grad2, elem, row_loss)
-    if p["reduction"] == "none":
-        return elem.reshape(p["x"].shape)
-    total = row_loss.sum()
-    if p["reduction"] == "mean":
-        total = total / p["denom"] if p["denom"] != 0 else np.float64(np.nan)
-    return p["x"].dtype.type(total)
-
-
-def _as_2d(x, N, C):
-    return x.reshape(N, C) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(N, C)
+    kernels = K.PLAIN if plain else K.GENERAL
+    return b, kernels, (t2, w, pw, eps, b.inv_denom)
 
 
 def sigmoid_cross_entropy(logits, target, *, weight=None, pos_weight=None, eps=0.0, reduction="mean",
@@ -156,9 +113,9 @@ def sigmoid_cross_entropy(logits, target, *, weight=None, pos_weight=None, eps=0
     >>> round(float(numloss.sigmoid_cross_entropy(np.array([0.0, 2.0]), np.array([1.0, 0.0]))), 6)
     1.410038
     """
-    p = _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer)
-    x2 = _as_2d(p["x"], p["N"], p["C"])
-    return _run(p, x2, np.empty((0, p["C"]), dtype=x2.dtype))
+    b, kernels, head = _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer)
+    losses = _plumbing.loss_only(b, _plumbing.elementwise_runner(b, kernels, head))
+    return _plumbing.reduce(b, losses, b.x.dtype)
 
 
 def sigmoid_cross_entropy_with_grad(logits, target, *, weight=None, pos_weight=None, eps=0.0, reduction="mean",
@@ -199,20 +156,7 @@ def sigmoid_cross_entropy_with_grad(logits, target, *, weight=None, pos_weight=N
     >>> grad
     array([-0.25,  0.25])
     """
-    p = _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer)
-    x, N, C = p["x"], p["N"], p["C"]
-    if out is not None:
-        V.out_array(out, x, [("logits", x), ("target", p["raw_target"]), ("weight", weight),
-                             ("pos_weight", pos_weight)])
-        grad = out
-    else:
-        grad = np.empty(x.shape, dtype=x.dtype)
-    grad2 = grad.reshape(N, C)
-    if grad is x:
-        loss = _run(p, grad2, grad2)
-    elif x.flags.c_contiguous:
-        loss = _run(p, x.reshape(N, C), grad2)
-    else:
-        grad[...] = x
-        loss = _run(p, grad2, grad2)
-    return loss, grad
+    b, kernels, head = _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer)
+    inputs = [("logits", b.x), ("target", target), ("weight", weight), ("pos_weight", pos_weight)]
+    losses, grad = _plumbing.loss_and_grad(b, out, inputs, _plumbing.elementwise_runner(b, kernels, head))
+    return _plumbing.reduce(b, losses, b.x.dtype), grad

@@ -1,16 +1,34 @@
 """Softmax cross-entropy: public wrappers around the fused row kernels."""
 
+import dataclasses
 import math
 
 import numpy as np
 
-from . import _parallel
+from . import _plumbing
 from . import _validate as V
 from ._kernels import softmax as K
 
 
+@dataclasses.dataclass(slots=True)
+class _Softmax:
+    """Validated arguments of a softmax call: the batch, the kernel's target and options."""
+
+    batch: _plumbing.Batch
+    axis: int
+    kind: str  # "int" (class indices) or "prob"
+    target: np.ndarray  # (N,) int64, or (N, C) probabilities in the logits' dtype
+    raw_target: np.ndarray
+    weight: np.ndarray  # (C,) float64
+    ignore: int
+    ls: float
+    z: float
+    cap: float
+    eps: float
+
+
 def _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, eps, axis, reduction, normalizer):
-    """Validate everything; return the pieces the kernels and reductions need."""
+    """Validate everything before any work."""
     x = V.float_array(logits)
     if x.ndim == 0:
         raise ValueError("logits must have at least one dimension (the class axis); got a 0-d array")
@@ -38,10 +56,9 @@ def _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, soft
     if t.dtype.kind in "iu":
         kind = "int"
         tflat = V.class_indices(t, batch_shape, C, ignore)
-        bad, wsum = K.int_target_denominator(tflat, w, ignore, C)
+        bad, count = K.int_target_denominator(tflat, w, ignore, C)
         if bad >= 0:
             V.raise_bad_index(tflat, bad, C, ignore)
-        count = wsum
     elif t.dtype.kind == "f":
         kind = "prob"
         if t.shape != x.shape:
@@ -49,23 +66,15 @@ def _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, soft
                 f"a float target (probabilities) must have the logits' shape {x.shape}; got {t.shape}"
             )
         tm = t if axis == x.ndim - 1 else np.moveaxis(t, axis, -1)
-        tdtype = x.dtype if t.dtype not in V.FLOAT_DTYPES else t.dtype
-        tflat = np.ascontiguousarray(tm.reshape(N, C), dtype=tdtype)
+        # read in the logits' dtype: one kernel per logits dtype (a copy only for other float dtypes)
+        tflat = _plumbing.readonly(np.ascontiguousarray(tm.reshape(N, C), dtype=x.dtype))
         count = float(N)
     else:
         raise ValueError(
             f"target must hold integer class indices or float probabilities; got dtype {t.dtype}"
         )
-    if reduction == "mean":
-        denom = norm if norm is not None else count
-        inv_denom = 1.0 / denom if denom != 0 else np.inf
-    else:
-        denom, inv_denom = 1.0, 1.0
-    return dict(
-        x=x, xm=xm, axis=axis, N=N, C=C, batch_shape=batch_shape, kind=kind, target=tflat, weight=w,
-        ignore=ignore, ls=ls, z=z, cap=cap, eps=eps, reduction=reduction, denom=denom, inv_denom=inv_denom,
-        raw_target=t,
-    )
+    b = _plumbing.batch(xm, N, C, batch_shape, reduction, count, norm)
+    return _Softmax(b, axis, kind, tflat, t, w, ignore, ls, z, cap, eps)
 
 
 def _axis(axis, ndim):
@@ -86,67 +95,31 @@ def run_int_kernel(x2, target, weight, ignore, ls, z, cap, eps, inv_denom, grad2
 
     Writes the per-row losses into ``row_loss`` (N,) float64 and the gradient
     into ``grad2``: a separate (N, C) array, ``x2`` itself (in place), or a
-    (0, C) array (no gradient).  Picks the entry point: the few-classes tile
-    kernels for C < SMALL_C without label smoothing, softcap or eps (they
-    take ``grad2 is x2`` as it is), else the dedicated in-place row kernels
-    when ``grad2 is x2`` (an aliased call of the out-of-place ones fails
-    LLVM's overlap check and runs scalar), else the out-of-place ones.
+    (0, C) array (no gradient).  The few-classes tile kernels take C <
+    SMALL_C without label smoothing, softcap or eps; else the row kernels.
     Shared by every caller (softmax wrappers, :mod:`numloss.linear`).
     """
-    N, C = x2.shape
-    parallel = _parallel.use_parallel(N * C, N)
-    if C < K.SMALL_C and ls == 0.0 and cap == 0.0 and eps == 0.0:
-        _parallel.run(K.softmax_ce_int_small_serial, K.softmax_ce_int_small_parallel, parallel,
-                      x2, target, weight, ignore, z, inv_denom, grad2, row_loss)
-    elif grad2 is x2:
-        _parallel.run(K.softmax_ce_int_inplace_serial, K.softmax_ce_int_inplace_parallel, parallel,
-                      x2, target, weight, ignore, ls, z, cap, eps, inv_denom, row_loss)
+    small = x2.shape[1] < K.SMALL_C and ls == 0.0 and cap == 0.0 and eps == 0.0
+    if small:
+        _plumbing.launch(K.INT_SMALL, x2, grad2, (target, weight, ignore, z, inv_denom), (row_loss,))
     else:
-        _parallel.run(K.softmax_ce_int_serial, K.softmax_ce_int_parallel, parallel,
-                      x2, target, weight, ignore, ls, z, cap, eps, inv_denom, grad2, row_loss)
+        _plumbing.launch(K.INT, x2, grad2, (target, weight, ignore, ls, z, cap, eps, inv_denom), (row_loss,))
 
 
-def _run(p, x2, grad2):
-    """Run the kernel over ``x2`` (N, C) C-contiguous; returns per-row losses.
+def _runner(p):
+    """``run(x2, grad2) -> row losses`` for :mod:`numloss._plumbing`."""
 
-    ``grad2`` is a separate (N, C) gradient, ``x2`` itself (in place), or a
-    (0, C) array (no gradient).
-    """
-    row_loss = np.empty(p["N"], dtype=np.float64)
-    if p["kind"] == "int":
-        run_int_kernel(x2, p["target"], p["weight"], p["ignore"], p["ls"], p["z"], p["cap"], p["eps"],
-                       p["inv_denom"], grad2, row_loss)
+    def run(x2, grad2):
+        row_loss = np.empty(p.batch.N, dtype=np.float64)
+        if p.kind == "int":
+            run_int_kernel(x2, p.target, p.weight, p.ignore, p.ls, p.z, p.cap, p.eps, p.batch.inv_denom, grad2,
+                           row_loss)
+        else:
+            _plumbing.launch(K.PROB, x2, grad2, (p.target, p.weight, p.ls, p.z, p.cap, p.eps, p.batch.inv_denom),
+                             (row_loss,))
         return row_loss
-    parallel = _parallel.use_parallel(p["N"] * p["C"], p["N"])
-    args = (x2, p["target"], p["weight"], p["ls"], p["z"], p["cap"], p["eps"], p["inv_denom"])
-    if grad2 is x2:
-        _parallel.run(K.softmax_ce_prob_inplace_serial, K.softmax_ce_prob_inplace_parallel, parallel,
-                      *args, row_loss)
-    else:
-        _parallel.run(K.softmax_ce_prob_serial, K.softmax_ce_prob_parallel, parallel, *args, grad2, row_loss)
-    return row_loss
 
-
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _reduce(p, row_loss):
-    """Per-row float64 losses -> the requested reduction in the logits' dtype.
-
-    A float32 result whose exact value exceeds float32's range (logits near
-    3e38 with class weights > 1, say) is inf; that cast is not an error.
-    """
-    dtype = p["x"].dtype
-    if p["reduction"] == "none":
-        with np.errstate(over="ignore"):
-            return row_loss.astype(dtype).reshape(p["batch_shape"])
-    total = row_loss.sum()
-    if p["reduction"] == "mean":
-        total = total / p["denom"] if p["denom"] != 0 else np.float64(np.nan)
-    if abs(total) > _FLOAT32_MAX and dtype == np.float32:  # rare: skip errstate's cost otherwise
-        with np.errstate(over="ignore"):
-            return dtype.type(total)
-    return dtype.type(total)
+    return run
 
 
 def softmax_cross_entropy(
@@ -222,10 +195,7 @@ def softmax_cross_entropy(
     """
     p = _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, eps, axis, reduction,
                  normalizer)
-    xm = p["xm"]
-    x2 = xm.reshape(p["N"], p["C"]) if xm.flags.c_contiguous else np.ascontiguousarray(xm).reshape(p["N"], p["C"])
-    empty = np.empty((0, p["C"]), dtype=x2.dtype)
-    return _reduce(p, _run(p, x2, empty))
+    return _plumbing.reduce(p.batch, _plumbing.loss_only(p.batch, _runner(p)), p.batch.x.dtype)
 
 
 def softmax_cross_entropy_with_grad(
@@ -278,31 +248,16 @@ def softmax_cross_entropy_with_grad(
     """
     p = _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, eps, axis, reduction,
                  normalizer)
-    x, xm, N, C = p["x"], p["xm"], p["N"], p["C"]
-    if out is not None:
-        V.out_array(out, x, [("logits", x), ("target", p["raw_target"]), ("weight", weight)])
-    last = p["axis"] == x.ndim - 1
-    if out is not None and last:
-        grad2 = out.reshape(N, C)
-        if out is x:
-            row_loss = _run(p, grad2, grad2)
-        elif x.flags.c_contiguous:
-            row_loss = _run(p, x.reshape(N, C), grad2)
-        else:
-            out[...] = x
-            row_loss = _run(p, grad2, grad2)
-        return _reduce(p, row_loss), out
-    if last and x.flags.c_contiguous:
-        grad2 = np.empty((N, C), dtype=x.dtype)
-        row_loss = _run(p, x.reshape(N, C), grad2)
-    else:
-        grad2 = np.empty((N, C), dtype=x.dtype)
-        grad2.reshape(xm.shape)[...] = xm
-        row_loss = _run(p, grad2, grad2)
-    grad = grad2.reshape(xm.shape)
-    if p["axis"] != x.ndim - 1:
-        grad = np.moveaxis(grad, -1, p["axis"])
-    if out is not None:
-        out[...] = grad
-        grad = out
-    return _reduce(p, row_loss), grad
+    x = np.asarray(logits)
+    inputs = [("logits", x), ("target", p.raw_target), ("weight", weight)]
+    if p.axis == x.ndim - 1:
+        row_loss, grad = _plumbing.loss_and_grad(p.batch, out, inputs, _runner(p))
+    else:  # the gradient in the moved layout, then moved back (and copied into out)
+        if out is not None:
+            V.out_array(out, x, inputs)
+        row_loss, grad = _plumbing.loss_and_grad(p.batch, None, inputs, _runner(p))
+        grad = np.moveaxis(grad, -1, p.axis)
+        if out is not None:
+            out[...] = grad
+            grad = out
+    return _plumbing.reduce(p.batch, row_loss, x.dtype), grad

@@ -9,6 +9,8 @@ the expected array, so gradients of ``"mean"`` losses (divided by N) are held
 to the same relative standard as the rest.
 """
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -29,6 +31,23 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile("numloss")
+
+
+def pytest_sessionstart(session):
+    """Fill Numba's disk cache once, before any test, in parallel worker processes (``numloss.warmup``).
+
+    Every kernel a test reaches through the public functions is then loaded,
+    not compiled, here and in every subprocess and dask worker the tests
+    start (they read the same cache).  ``NUMLOSS_TEST_WARMUP=0`` skips it.
+    """
+    if os.environ.get("NUMLOSS_TEST_WARMUP", "1") == "0":
+        return
+    import numloss
+
+    report = numloss.warmup()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(str(report))
 
 
 def pytest_configure(config):

@@ -39,10 +39,9 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
-from ._math import cast_like, exp, log1p_unit, maxnum
-
-#: classes per float32/float64 partial sum of exponentials (then summed in float64)
-SUM_BLOCK = 512
+from ._math import cast_like, exp, log1p_unit
+from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks
+from .softmax import SUM_BLOCK, _exp_sum_block, _row_max
 
 
 @jit_inline
@@ -139,33 +138,40 @@ def _sigmoid_focal_row(x, t, i, alpha, gamma, inv_denom, g, want_grad, el, want_
 
 
 @jit
-def sigmoid_focal_serial(x, target, alpha, gamma, inv_denom, grad, elem_loss, row_loss):
-    want_grad = grad.shape[0] == x.shape[0]
+def _sigmoid_focal_rows(x, g_or_none, lo, hi, want_grad, target, alpha, gamma, inv_denom, elem_loss, row_loss):
+    g = gradient_array(x, g_or_none)
     want_elem = elem_loss.shape[0] == x.shape[0]
-    for i in range(x.shape[0]):
-        row_loss[i] = _sigmoid_focal_row(x, target, i, alpha, gamma, inv_denom, grad, want_grad, elem_loss, want_elem)
+    for i in range(lo, hi):
+        row_loss[i] = _sigmoid_focal_row(x, target, i, alpha, gamma, inv_denom, g, want_grad, elem_loss, want_elem)
+
+
+@jit
+def sigmoid_focal_serial(x, target, alpha, gamma, inv_denom, grad, elem_loss, row_loss):
+    _sigmoid_focal_rows(x, grad, np.int64(0), np.int64(x.shape[0]), grad.shape[0] == x.shape[0], target, alpha,
+                        gamma, inv_denom, elem_loss, row_loss)
 
 
 @jit_parallel
 def sigmoid_focal_parallel(x, target, alpha, gamma, inv_denom, grad, elem_loss, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
-    want_elem = elem_loss.shape[0] == x.shape[0]
-    for i in prange(x.shape[0]):
-        row_loss[i] = _sigmoid_focal_row(x, target, i, alpha, gamma, inv_denom, grad, want_grad, elem_loss, want_elem)
+    n, rows = row_chunks(x.shape[0], x.shape[1])
+    for k in prange(n):
+        lo, hi = chunk_bounds(k, rows, x.shape[0])
+        _sigmoid_focal_rows(x, grad, lo, hi, want_grad, target, alpha, gamma, inv_denom, elem_loss, row_loss)
 
 
 @jit
 def sigmoid_focal_inplace_serial(x, target, alpha, gamma, inv_denom, elem_loss, row_loss):
-    want_elem = elem_loss.shape[0] == x.shape[0]
-    for i in range(x.shape[0]):
-        row_loss[i] = _sigmoid_focal_row(x, target, i, alpha, gamma, inv_denom, x, True, elem_loss, want_elem)
+    _sigmoid_focal_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, alpha, gamma, inv_denom,
+                        elem_loss, row_loss)
 
 
 @jit_parallel
 def sigmoid_focal_inplace_parallel(x, target, alpha, gamma, inv_denom, elem_loss, row_loss):
-    want_elem = elem_loss.shape[0] == x.shape[0]
-    for i in prange(x.shape[0]):
-        row_loss[i] = _sigmoid_focal_row(x, target, i, alpha, gamma, inv_denom, x, True, elem_loss, want_elem)
+    n, rows = row_chunks(x.shape[0], x.shape[1])
+    for k in prange(n):
+        lo, hi = chunk_bounds(k, rows, x.shape[0])
+        _sigmoid_focal_rows(x, None, lo, hi, True, target, alpha, gamma, inv_denom, elem_loss, row_loss)
 
 
 @jit_inline
@@ -175,24 +181,14 @@ def _softmax_focal_row(x, g, i, want_grad, y, w_y, gamma, inv_denom):
     x0 = x[i, 0]
     zero = cast_like(0.0, x0)
     x_y = x[i, y]  # read before the row is overwritten in place
-    m = x0
-    for j in range(np.uint64(C)):
-        m = maxnum(m, x[i, j])
+    m = _row_max(x, i)
     # exp(x - m) goes straight into the gradient row and is rescaled below
     # (one exponential per element); sums run in the row's dtype over blocks
-    # of SUM_BLOCK classes (all SIMD lanes), the block sums in float64.
+    # of SUM_BLOCK classes (all SIMD lanes), the block sums in float64.  A
+    # masked class stores exp(-inf) = 0 (mark 0): its gradient is 0 * scale.
     s = 0.0
     for j0 in range(0, C, SUM_BLOCK):
-        sb = zero
-        if want_grad:
-            for j in range(np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))):
-                e = exp(x[i, j] - m)
-                g[i, j] = e
-                sb += e
-        else:
-            for j in range(np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))):
-                sb += exp(x[i, j] - m)
-        s += sb
+        s += _exp_sum_block(x, g, i, np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C)), m, want_grad, zero)
     log_s = math.log(s)
     nll = (m - x_y) + log_s
     u = -math.expm1(-nll)  # 1 - p_y, accurate when p_y is close to 1
@@ -210,39 +206,49 @@ def _softmax_focal_row(x, g, i, want_grad, y, w_y, gamma, inv_denom):
     return loss
 
 
-@jit_inline
-def _softmax_focal_one(x, g, i, want_grad, target, weight, ignore_index, gamma, inv_denom, row_loss):
-    y = target[i]
-    if y == ignore_index:
-        row_loss[i] = 0.0
-        if want_grad:
-            for j in range(np.uint64(x.shape[1])):
-                g[i, j] = 0
-    else:
-        row_loss[i] = _softmax_focal_row(x, g, i, want_grad, y, weight[y], gamma, inv_denom)
+@jit
+def _softmax_focal_rows(x, g_or_none, lo, hi, want_grad, target, weight, ignore_index, gamma, inv_denom, row_loss):
+    g = gradient_array(x, g_or_none)
+    for i in range(lo, hi):
+        y = target[i]
+        if y == ignore_index:
+            row_loss[i] = 0.0
+            if want_grad:
+                for j in range(np.uint64(x.shape[1])):
+                    g[i, j] = 0
+        else:
+            row_loss[i] = _softmax_focal_row(x, g, i, want_grad, y, weight[y], gamma, inv_denom)
 
 
 @jit
 def softmax_focal_serial(x, target, weight, ignore_index, gamma, inv_denom, grad, row_loss):
-    want_grad = grad.shape[0] == x.shape[0]
-    for i in range(x.shape[0]):
-        _softmax_focal_one(x, grad, i, want_grad, target, weight, ignore_index, gamma, inv_denom, row_loss)
+    _softmax_focal_rows(x, grad, np.int64(0), np.int64(x.shape[0]), grad.shape[0] == x.shape[0], target, weight,
+                        ignore_index, gamma, inv_denom, row_loss)
 
 
 @jit_parallel
 def softmax_focal_parallel(x, target, weight, ignore_index, gamma, inv_denom, grad, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
-    for i in prange(x.shape[0]):
-        _softmax_focal_one(x, grad, i, want_grad, target, weight, ignore_index, gamma, inv_denom, row_loss)
+    n, rows = row_chunks(x.shape[0], x.shape[1])
+    for k in prange(n):
+        lo, hi = chunk_bounds(k, rows, x.shape[0])
+        _softmax_focal_rows(x, grad, lo, hi, want_grad, target, weight, ignore_index, gamma, inv_denom, row_loss)
 
 
 @jit
 def softmax_focal_inplace_serial(x, target, weight, ignore_index, gamma, inv_denom, row_loss):
-    for i in range(x.shape[0]):
-        _softmax_focal_one(x, x, i, True, target, weight, ignore_index, gamma, inv_denom, row_loss)
+    _softmax_focal_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, ignore_index, gamma,
+                        inv_denom, row_loss)
 
 
 @jit_parallel
 def softmax_focal_inplace_parallel(x, target, weight, ignore_index, gamma, inv_denom, row_loss):
-    for i in prange(x.shape[0]):
-        _softmax_focal_one(x, x, i, True, target, weight, ignore_index, gamma, inv_denom, row_loss)
+    n, rows = row_chunks(x.shape[0], x.shape[1])
+    for k in prange(n):
+        lo, hi = chunk_bounds(k, rows, x.shape[0])
+        _softmax_focal_rows(x, None, lo, hi, True, target, weight, ignore_index, gamma, inv_denom, row_loss)
+
+
+#: the drivers as sets (serial, parallel, in place serial, in place parallel)
+SIGMOID = KernelSet(sigmoid_focal_serial, sigmoid_focal_parallel, sigmoid_focal_inplace_serial, sigmoid_focal_inplace_parallel)
+SOFTMAX = KernelSet(softmax_focal_serial, softmax_focal_parallel, softmax_focal_inplace_serial, softmax_focal_inplace_parallel)

@@ -40,6 +40,7 @@ from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
 from ._math import cast_like, exp, maxnum
+from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks
 
 #: classes per float32/float64 partial sum of exponentials (then summed in float64)
 SUM_BLOCK = 512
@@ -110,7 +111,11 @@ def _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, s
     # and is rescaled below (one exponential per element); sums run in the
     # row's dtype over blocks of SUM_BLOCK classes, the block sums in float64.
     store = want_grad and ls == 0.0
-    s = np.float64(exp(zy_t - m))
+    # the target's term in float64 from the float64 zy, the same zy as in nll below: with
+    # exp(zy_t - m) (zy rounded to the row's dtype) a confident float32 row's loss was off by
+    # half an ulp of zy and could come out negative
+    m64 = np.float64(m)
+    s = math.exp(zy - m64)
     for j0 in range(0, C, SUM_BLOCK):
         j1 = min(j0 + SUM_BLOCK, C)
         s += _sum_exp_scaled(x, g, i, j0, min(j1, y), st, m, store) + _sum_exp_scaled(
@@ -126,7 +131,6 @@ def _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, s
                 w_unmasked += weight[j]
                 w_dist += weight[j] * (m - zj)
     log_s = math.log(s)
-    m64 = np.float64(m)
     nll = (m64 - zy) + log_s
     w_y = weight[y]
     ls_over_k = ls / k_unmasked if ls > 0.0 else 0.0
@@ -157,53 +161,60 @@ def _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, s
     return loss
 
 
-@jit_inline
-def _margin_one(x, g, i, want_grad, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm,
-                sin_floor, inv_denom, row_loss):
-    y = target[i]
-    if y == ignore_index:
-        row_loss[i] = 0.0
-        if want_grad:
-            for j in range(np.uint64(x.shape[1])):
-                g[i, j] = 0
-    else:
-        row_loss[i] = _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, sin_m, th, mm,
-                                  sin_floor, inv_denom)
+@jit
+def _margin_rows(x, g_or_none, lo, hi, want_grad, target, weight, ignore_index, ls, scale, kind, margin, cos_m,
+                 sin_m, th, mm, sin_floor, inv_denom, row_loss):
+    """Rows ``lo:hi``; the gradient goes to ``g_or_none``, or to ``x`` in place when it is ``None``."""
+    g = gradient_array(x, g_or_none)
+    for i in range(lo, hi):
+        y = target[i]
+        if y == ignore_index:
+            row_loss[i] = 0.0
+            if want_grad:
+                for j in range(np.uint64(x.shape[1])):
+                    g[i, j] = 0
+        else:
+            row_loss[i] = _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, sin_m, th,
+                                      mm, sin_floor, inv_denom)
 
 
-# Serial and parallel loops, out-of-place and in place, for the reasons given
-# in focal.py (rows indexed as x[i, j]; one array in place).
+# The four drivers only call the row function (see _rows.py).
 
 
 @jit
 def margin_ce_serial(x, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm, sin_floor,
                      inv_denom, grad, row_loss):
-    want_grad = grad.shape[0] == x.shape[0]
-    for i in range(x.shape[0]):
-        _margin_one(x, grad, i, want_grad, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th,
-                    mm, sin_floor, inv_denom, row_loss)
+    _margin_rows(x, grad, np.int64(0), np.int64(x.shape[0]), grad.shape[0] == x.shape[0], target, weight,
+                 ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm, sin_floor, inv_denom, row_loss)
 
 
 @jit_parallel
 def margin_ce_parallel(x, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm, sin_floor,
                        inv_denom, grad, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
-    for i in prange(x.shape[0]):
-        _margin_one(x, grad, i, want_grad, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th,
-                    mm, sin_floor, inv_denom, row_loss)
+    n, rows = row_chunks(x.shape[0], x.shape[1])
+    for k in prange(n):
+        lo, hi = chunk_bounds(k, rows, x.shape[0])
+        _margin_rows(x, grad, lo, hi, want_grad, target, weight, ignore_index, ls, scale, kind, margin, cos_m,
+                     sin_m, th, mm, sin_floor, inv_denom, row_loss)
 
 
 @jit
 def margin_ce_inplace_serial(x, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm,
                              sin_floor, inv_denom, row_loss):
-    for i in range(x.shape[0]):
-        _margin_one(x, x, i, True, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm,
-                    sin_floor, inv_denom, row_loss)
+    _margin_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, ignore_index, ls, scale, kind,
+                 margin, cos_m, sin_m, th, mm, sin_floor, inv_denom, row_loss)
 
 
 @jit_parallel
 def margin_ce_inplace_parallel(x, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm,
                                sin_floor, inv_denom, row_loss):
-    for i in prange(x.shape[0]):
-        _margin_one(x, x, i, True, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm,
-                    sin_floor, inv_denom, row_loss)
+    n, rows = row_chunks(x.shape[0], x.shape[1])
+    for k in prange(n):
+        lo, hi = chunk_bounds(k, rows, x.shape[0])
+        _margin_rows(x, None, lo, hi, True, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m,
+                     th, mm, sin_floor, inv_denom, row_loss)
+
+
+#: the drivers as sets (serial, parallel, in place serial, in place parallel)
+MARGIN = KernelSet(margin_ce_serial, margin_ce_parallel, margin_ce_inplace_serial, margin_ce_inplace_parallel)

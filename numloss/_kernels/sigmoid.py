@@ -11,7 +11,7 @@ Per element, with ``sp(x) = log(1 + e^x) = max(x, 0) + log1p(e^{-|x|})``,
 ``binary_cross_entropy_with_logits``):
 
     loss = w (pw t sp(-x) + (1 - t) sp(x))
-    grad = w (sigma(x) (pw t + 1 - t) - pw t) * inv_denom
+    grad = w (sigma(x) (1 - t) - sigma(-x) pw t) * inv_denom
 
 A term whose coefficient is 0 is skipped (``t = 0`` with ``x = -inf`` is a
 loss of 0, not ``0 * inf``), and a ``+inf`` or NaN logit gives NaN for the
@@ -27,20 +27,28 @@ from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
 from ._math import cast_like, exp_nonpositive, log1p_unit, maxnum, minnum, select
+from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks
 from .softmax import SUM_BLOCK
 
 
 @jit_inline
 def _softplus_pair(v, zero, one):
-    """``(log(1 + e^v), log(1 + e^-v), sigmoid(v))`` from one exponential."""
+    """``(log(1 + e^v), log(1 + e^-v), sigmoid(v), sigmoid(-v))`` from one exponential.
+
+    ``sigmoid(-v)`` is formed directly (not as ``1 - sigmoid(v)``), so the
+    gradient ``sigmoid(v) - 1`` of a positive target keeps its relative
+    accuracy where ``sigmoid(v)`` rounds to 1.
+    """
     a = v if v >= zero else -v
     e = exp_nonpositive(-a)
     l1p = log1p_unit(e)
     inv1pe = one / (one + e)
     sp_pos = (v if v > zero else zero) + l1p
     sp_neg = (-v if v < zero else zero) + l1p
-    sig = inv1pe if v >= zero else e * inv1pe
-    return sp_pos, sp_neg, sig
+    small = e * inv1pe
+    sig = inv1pe if v >= zero else small
+    sig_neg = small if v >= zero else inv1pe
+    return sp_pos, sp_neg, sig, sig_neg
 
 
 @jit_inline
@@ -52,21 +60,23 @@ def _sigmoid_ce_element(v, tj, w, pw, zero, one, invd, epst, hi_p, log_lo, log_h
     multiplications by unit weights and the no-op clamps (measured 15-20 %
     of the loop's time).
     """
-    sp_pos, sp_neg, sig = _softplus_pair(v, zero, one)
+    sp_pos, sp_neg, sig, sig_neg = _softplus_pair(v, zero, one)
+    # sigma(x) - t as sigma(x) (1 - t) - sigma(-x) t: no cancellation for hard targets
     if plain:
         term_pos = select(tj != zero, tj * sp_neg, zero)
         term_neg = select(tj != one, (one - tj) * sp_pos, zero)
         lj = term_pos + term_neg
-        gj = (sig - tj) * invd
+        gj = (sig * (one - tj) - sig_neg * tj) * invd
     else:
         pt = pw * tj
         sp_neg = -minnum(maxnum(-sp_neg, log_lo), log_hi)
         sp_pos = -minnum(maxnum(-sp_pos, log_lo), log_hi)
         sig = minnum(maxnum(sig, epst), hi_p)
+        sig_neg = minnum(maxnum(sig_neg, epst), hi_p)  # 1 - clip(sigma) = clip(1 - sigma)
         term_pos = select(tj != zero, pt * sp_neg, zero)
         term_neg = select(tj != one, (one - tj) * sp_pos, zero)
         lj = w * (term_pos + term_neg)
-        gj = w * (sig * (pt + one - tj) - pt) * invd
+        gj = w * (sig * (one - tj) - sig_neg * pt) * invd
     bad = not (v < np.inf)  # NaN or +inf logit: NaN loss and gradient
     return select(bad, v - v, lj), select(bad, v - v, gj)
 
@@ -140,82 +150,94 @@ def _sigmoid_ce_row(x, g, i, want_grad, target, weight, pos_weight, eps, inv_den
                                   el, want_elem, False)
 
 
-# Serial and parallel loops, out-of-place (``grad`` separate, or ``(0, C)``
-# for none) and in place (the gradient overwrites ``x``: one pointer, so LLVM
-# vectorises without an overlap check).  See softmax.py for why the parallel
-# loops are distinct functions.
+# The row code is compiled in two row functions (unit weights and eps = 0:
+# the plain element without no-op multiplications and clamps; anything else:
+# the general element), each for the out-of-place form (``g_or_none`` an
+# array, or ``(0, C)`` for no gradient) and the in-place form (``None``); the
+# eight drivers below only call them (see ``_rows.py``).  The wrappers use the
+# plain kernels for targets of the logits' dtype only, so those compile for
+# two signatures.  One runtime flag in one row function would compile both
+# elements into it, for every target dtype (measured: 2.6x the compile time).
+
+
+@jit
+def _general_rows(x, g_or_none, lo, hi, want_grad, target, weight, pos_weight, eps, inv_denom, elem_loss,
+                  row_loss):
+    g = gradient_array(x, g_or_none)
+    want_elem = elem_loss.shape[0] == x.shape[0]
+    for i in range(lo, hi):
+        row_loss[i] = _sigmoid_ce_row(x, g, i, want_grad, target, weight, pos_weight, eps, inv_denom,
+                                      elem_loss, want_elem, False)
+
+
+@jit
+def _plain_rows(x, g_or_none, lo, hi, want_grad, target, weight, pos_weight, eps, inv_denom, elem_loss,
+                row_loss):
+    g = gradient_array(x, g_or_none)
+    want_elem = elem_loss.shape[0] == x.shape[0]
+    for i in range(lo, hi):
+        row_loss[i] = _sigmoid_ce_row(x, g, i, want_grad, target, weight, pos_weight, eps, inv_denom,
+                                      elem_loss, want_elem, True)
 
 
 @jit
 def sigmoid_ce_serial(x, target, weight, pos_weight, eps, inv_denom, grad, elem_loss, row_loss):
-    want_grad = grad.shape[0] == x.shape[0]
-    want_elem = elem_loss.shape[0] == x.shape[0]
-    for i in range(x.shape[0]):
-        row_loss[i] = _sigmoid_ce_row(x, grad, i, want_grad, target, weight, pos_weight, eps, inv_denom,
-                                      elem_loss, want_elem, False)
+    _general_rows(x, grad, np.int64(0), np.int64(x.shape[0]), grad.shape[0] == x.shape[0], target, weight,
+                  pos_weight, eps, inv_denom, elem_loss, row_loss)
 
 
 @jit_parallel
 def sigmoid_ce_parallel(x, target, weight, pos_weight, eps, inv_denom, grad, elem_loss, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
-    want_elem = elem_loss.shape[0] == x.shape[0]
-    for i in prange(x.shape[0]):
-        row_loss[i] = _sigmoid_ce_row(x, grad, i, want_grad, target, weight, pos_weight, eps, inv_denom,
-                                      elem_loss, want_elem, False)
+    n, rows = row_chunks(x.shape[0], x.shape[1])
+    for k in prange(n):
+        lo, hi = chunk_bounds(k, rows, x.shape[0])
+        _general_rows(x, grad, lo, hi, want_grad, target, weight, pos_weight, eps, inv_denom, elem_loss, row_loss)
 
 
 @jit
 def sigmoid_ce_inplace_serial(x, target, weight, pos_weight, eps, inv_denom, elem_loss, row_loss):
-    want_elem = elem_loss.shape[0] == x.shape[0]
-    for i in range(x.shape[0]):
-        row_loss[i] = _sigmoid_ce_row(x, x, i, True, target, weight, pos_weight, eps, inv_denom,
-                                      elem_loss, want_elem, False)
+    _general_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, pos_weight, eps, inv_denom,
+                  elem_loss, row_loss)
 
 
 @jit_parallel
 def sigmoid_ce_inplace_parallel(x, target, weight, pos_weight, eps, inv_denom, elem_loss, row_loss):
-    want_elem = elem_loss.shape[0] == x.shape[0]
-    for i in prange(x.shape[0]):
-        row_loss[i] = _sigmoid_ce_row(x, x, i, True, target, weight, pos_weight, eps, inv_denom,
-                                      elem_loss, want_elem, False)
-
-
-# The plain element (unit weights and pos_weight, eps = 0) has kernels of its
-# own, with the same arguments: one runtime flag in the kernels above would
-# compile both elements into each of them, for every target dtype (measured:
-# 2.6x the compile time of the parallel kernels).  The wrappers use these for
-# targets of the logits' dtype only, so they compile for two signatures.
+    n, rows = row_chunks(x.shape[0], x.shape[1])
+    for k in prange(n):
+        lo, hi = chunk_bounds(k, rows, x.shape[0])
+        _general_rows(x, None, lo, hi, True, target, weight, pos_weight, eps, inv_denom, elem_loss, row_loss)
 
 
 @jit
 def sigmoid_ce_plain_serial(x, target, weight, pos_weight, eps, inv_denom, grad, elem_loss, row_loss):
-    want_grad = grad.shape[0] == x.shape[0]
-    want_elem = elem_loss.shape[0] == x.shape[0]
-    for i in range(x.shape[0]):
-        row_loss[i] = _sigmoid_ce_row(x, grad, i, want_grad, target, weight, pos_weight, eps, inv_denom,
-                                      elem_loss, want_elem, True)
+    _plain_rows(x, grad, np.int64(0), np.int64(x.shape[0]), grad.shape[0] == x.shape[0], target, weight,
+                pos_weight, eps, inv_denom, elem_loss, row_loss)
 
 
 @jit_parallel
 def sigmoid_ce_plain_parallel(x, target, weight, pos_weight, eps, inv_denom, grad, elem_loss, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
-    want_elem = elem_loss.shape[0] == x.shape[0]
-    for i in prange(x.shape[0]):
-        row_loss[i] = _sigmoid_ce_row(x, grad, i, want_grad, target, weight, pos_weight, eps, inv_denom,
-                                      elem_loss, want_elem, True)
+    n, rows = row_chunks(x.shape[0], x.shape[1])
+    for k in prange(n):
+        lo, hi = chunk_bounds(k, rows, x.shape[0])
+        _plain_rows(x, grad, lo, hi, want_grad, target, weight, pos_weight, eps, inv_denom, elem_loss, row_loss)
 
 
 @jit
 def sigmoid_ce_plain_inplace_serial(x, target, weight, pos_weight, eps, inv_denom, elem_loss, row_loss):
-    want_elem = elem_loss.shape[0] == x.shape[0]
-    for i in range(x.shape[0]):
-        row_loss[i] = _sigmoid_ce_row(x, x, i, True, target, weight, pos_weight, eps, inv_denom,
-                                      elem_loss, want_elem, True)
+    _plain_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, pos_weight, eps, inv_denom,
+                elem_loss, row_loss)
 
 
 @jit_parallel
 def sigmoid_ce_plain_inplace_parallel(x, target, weight, pos_weight, eps, inv_denom, elem_loss, row_loss):
-    want_elem = elem_loss.shape[0] == x.shape[0]
-    for i in prange(x.shape[0]):
-        row_loss[i] = _sigmoid_ce_row(x, x, i, True, target, weight, pos_weight, eps, inv_denom,
-                                      elem_loss, want_elem, True)
+    n, rows = row_chunks(x.shape[0], x.shape[1])
+    for k in prange(n):
+        lo, hi = chunk_bounds(k, rows, x.shape[0])
+        _plain_rows(x, None, lo, hi, True, target, weight, pos_weight, eps, inv_denom, elem_loss, row_loss)
+
+
+#: the drivers as sets (serial, parallel, in place serial, in place parallel)
+GENERAL = KernelSet(sigmoid_ce_serial, sigmoid_ce_parallel, sigmoid_ce_inplace_serial, sigmoid_ce_inplace_parallel)
+PLAIN = KernelSet(sigmoid_ce_plain_serial, sigmoid_ce_plain_parallel, sigmoid_ce_plain_inplace_serial, sigmoid_ce_plain_inplace_parallel)

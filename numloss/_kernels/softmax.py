@@ -29,6 +29,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
+from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks
 from ._math import cast_like, exp_nonpositive, log_1_to_128, maxnum, select, tanh_and_sech2
 
 # int64 operands of ``select`` (two integer literals would have two literal types)
@@ -366,68 +367,94 @@ def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_de
 # over rows happens afterwards, serially.
 
 
-@jit_inline
-def _int_row(x, g, i, want_grad, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_loss):
-    y = target[i]
-    if y == ignore_index:
-        row_loss[i] = 0.0
-        if want_grad:
-            for j in range(np.uint64(x.shape[1])):
-                g[i, j] = 0
-    else:
-        row_loss[i] = _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_denom)
+@jit
+def _int_rows(x, g_or_none, lo, hi, want_grad, target, weight, ignore_index, ls, z, softcap, eps, inv_denom,
+              row_loss):
+    """Rows ``lo:hi``; the gradient goes to ``g_or_none``, or to ``x`` in place when it is ``None``.
+
+    Compiled once per (dtype, in place or not) and called by the four
+    drivers below, which hold no row code of their own: the serial kernel
+    calls it for all rows, the parallel one for chunks of rows.
+    """
+    g = gradient_array(x, g_or_none)
+    for i in range(lo, hi):
+        y = target[i]
+        if y == ignore_index:
+            row_loss[i] = 0.0
+            if want_grad:
+                for j in range(np.uint64(x.shape[1])):
+                    g[i, j] = 0
+        else:
+            row_loss[i] = _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_denom)
 
 
 @jit
 def softmax_ce_int_serial(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, grad, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
-    for i in range(x.shape[0]):
-        _int_row(x, grad, i, want_grad, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_loss)
+    _int_rows(x, grad, np.int64(0), np.int64(x.shape[0]), want_grad, target, weight, ignore_index, ls, z, softcap, eps, inv_denom,
+              row_loss)
 
 
 @jit_parallel
 def softmax_ce_int_parallel(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, grad, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
-    for i in prange(x.shape[0]):
-        _int_row(x, grad, i, want_grad, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_loss)
+    n, rows = row_chunks(x.shape[0], x.shape[1])
+    for k in prange(n):
+        lo, hi = chunk_bounds(k, rows, x.shape[0])
+        _int_rows(x, grad, lo, hi, want_grad, target, weight, ignore_index,
+                  ls, z, softcap, eps, inv_denom, row_loss)
 
 
 @jit
 def softmax_ce_int_inplace_serial(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_loss):
-    for i in range(x.shape[0]):
-        _int_row(x, x, i, True, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_loss)
+    _int_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_loss)
 
 
 @jit_parallel
 def softmax_ce_int_inplace_parallel(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_loss):
-    for i in prange(x.shape[0]):
-        _int_row(x, x, i, True, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_loss)
+    n, rows = row_chunks(x.shape[0], x.shape[1])
+    for k in prange(n):
+        lo, hi = chunk_bounds(k, rows, x.shape[0])
+        _int_rows(x, None, lo, hi, True, target, weight, ignore_index,
+                  ls, z, softcap, eps, inv_denom, row_loss)
+
+
+@jit
+def _prob_rows(x, g_or_none, lo, hi, want_grad, target, weight, ls, z, softcap, eps, inv_denom, row_loss):
+    """Rows ``lo:hi`` with probability targets; gradient to ``g_or_none``, or in place when ``None``."""
+    g = gradient_array(x, g_or_none)
+    for i in range(lo, hi):
+        row_loss[i] = _softmax_row_prob(x, g, i, want_grad, target, weight, ls, z, softcap, eps, inv_denom)
 
 
 @jit
 def softmax_ce_prob_serial(x, target, weight, ls, z, softcap, eps, inv_denom, grad, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
-    for i in range(x.shape[0]):
-        row_loss[i] = _softmax_row_prob(x, grad, i, want_grad, target, weight, ls, z, softcap, eps, inv_denom)
+    _prob_rows(x, grad, np.int64(0), np.int64(x.shape[0]), want_grad, target, weight, ls, z, softcap, eps,
+               inv_denom, row_loss)
 
 
 @jit_parallel
 def softmax_ce_prob_parallel(x, target, weight, ls, z, softcap, eps, inv_denom, grad, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
-    for i in prange(x.shape[0]):
-        row_loss[i] = _softmax_row_prob(x, grad, i, want_grad, target, weight, ls, z, softcap, eps, inv_denom)
+    n, rows = row_chunks(x.shape[0], x.shape[1])
+    for k in prange(n):
+        lo, hi = chunk_bounds(k, rows, x.shape[0])
+        _prob_rows(x, grad, lo, hi, want_grad, target, weight, ls, z, softcap, eps, inv_denom, row_loss)
 
 
 @jit
 def softmax_ce_prob_inplace_serial(x, target, weight, ls, z, softcap, eps, inv_denom, row_loss):
-    for i in range(x.shape[0]):
-        row_loss[i] = _softmax_row_prob(x, x, i, True, target, weight, ls, z, softcap, eps, inv_denom)
+    _prob_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, ls, z, softcap, eps, inv_denom,
+               row_loss)
 
 
 @jit_parallel
 def softmax_ce_prob_inplace_parallel(x, target, weight, ls, z, softcap, eps, inv_denom, row_loss):
-    for i in prange(x.shape[0]):
-        row_loss[i] = _softmax_row_prob(x, x, i, True, target, weight, ls, z, softcap, eps, inv_denom)
+    n, rows = row_chunks(x.shape[0], x.shape[1])
+    for k in prange(n):
+        lo, hi = chunk_bounds(k, rows, x.shape[0])
+        _prob_rows(x, None, lo, hi, True, target, weight, ls, z, softcap, eps, inv_denom, row_loss)
 
 
 # ------------------------------------------------------ few classes per row
@@ -518,7 +545,7 @@ def _small_c_block(x, g, want_grad, target, weight, ignore_index, z, inv_denom, 
 _TileFields = collections.namedtuple("_TileFields", "tile m s x_y scale hit w_y kept")
 
 
-@jit_inline
+@jit
 def _small_c_rows(x, g, want_grad, target, weight, ignore_index, z, inv_denom, row_loss, lo, hi):
     C = x.shape[1]
     dt = x.dtype
@@ -535,7 +562,8 @@ def _small_c_rows(x, g, want_grad, target, weight, ignore_index, z, inv_denom, r
 def softmax_ce_int_small_serial(x, target, weight, ignore_index, z, inv_denom, grad, row_loss):
     """Class indices, ``C < SMALL_C``, no label smoothing / softcap / eps; ``grad`` may be ``x``."""
     want_grad = grad.shape[0] == x.shape[0]
-    _small_c_rows(x, grad, want_grad, target, weight, ignore_index, z, inv_denom, row_loss, 0, x.shape[0])
+    _small_c_rows(x, grad, want_grad, target, weight, ignore_index, z, inv_denom, row_loss, np.int64(0),
+                  np.int64(x.shape[0]))
 
 
 @jit_parallel
@@ -544,9 +572,8 @@ def softmax_ce_int_small_parallel(x, target, weight, ignore_index, z, inv_denom,
     want_grad = grad.shape[0] == x.shape[0]
     N = x.shape[0]
     for task in prange((N + _TASK_ROWS - 1) // _TASK_ROWS):
-        lo = task * _TASK_ROWS
-        _small_c_rows(x, grad, want_grad, target, weight, ignore_index, z, inv_denom, row_loss, lo,
-                      min(N, lo + _TASK_ROWS))
+        lo, hi = chunk_bounds(task, _TASK_ROWS, N)
+        _small_c_rows(x, grad, want_grad, target, weight, ignore_index, z, inv_denom, row_loss, lo, hi)
 
 
 @jit
@@ -565,3 +592,9 @@ def int_target_denominator(target, weight, ignore_index, num_classes):
             return i, total
         total += weight[y]
     return -1, total
+
+
+#: the drivers as sets (serial, parallel, in place serial, in place parallel)
+INT = KernelSet(softmax_ce_int_serial, softmax_ce_int_parallel, softmax_ce_int_inplace_serial, softmax_ce_int_inplace_parallel)
+PROB = KernelSet(softmax_ce_prob_serial, softmax_ce_prob_parallel, softmax_ce_prob_inplace_serial, softmax_ce_prob_inplace_parallel)
+INT_SMALL = KernelSet(softmax_ce_int_small_serial, softmax_ce_int_small_parallel, None, None)

@@ -1,0 +1,240 @@
+"""Compile (or load from Numba's disk cache) every kernel a training script can reach, ahead of time.
+
+numloss's kernels compile on first use and are cached on disk (``cache=True``,
+see :mod:`numloss._kernels._jit`).  :func:`warmup` pays that cost up front:
+for every loss of the registry (:mod:`numloss._registry`), every chosen dtype
+and every kernel route of the loss (class indices, probabilities, the
+few-classes tiles, ...) it calls the public functions on a few rows — the
+plain form, ``_with_grad`` out of place and in place (``out=logits``) — once
+with the serial kernels and once with the parallel ones.  The work is split
+over worker processes (compilation is single-threaded per process); each task
+holds the kernels of one route, so no two workers compile the same kernel
+function at once.
+
+``numloss warmup`` is the command-line form.  Recipes (README): warm a Docker
+image at build time into a fixed ``NUMBA_CACHE_DIR``; on a dask cluster,
+``client.run(numloss.warmup)``; in CI, before the tests.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import multiprocessing
+import os
+import sys
+import time
+
+from . import _registry
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """The kernels of one route of one loss: serial and parallel, out of place and in place, each dtype."""
+
+    loss: str
+    route: int
+    dtypes: tuple
+
+    @property
+    def label(self):
+        route = _registry.BY_NAME[self.loss].routes[self.route]
+        return f"{self.loss} [{route.label}] {'/'.join(self.dtypes)}"
+
+    @property
+    def after(self):
+        return _registry.BY_NAME[self.loss].routes[self.route].after
+
+
+@dataclasses.dataclass
+class Report:
+    """What :func:`warmup` did: kernel specialisations compiled and loaded from the disk cache."""
+
+    tasks: int = 0
+    compiled: int = 0
+    loaded: int = 0
+    seconds: float = 0.0
+    cache_dir: str | None = None
+    jobs: int = 1
+
+    def __str__(self):
+        where = self.cache_dir or "no disk cache (kernels compile in every process)"
+        return (f"numloss warmup: {self.tasks} tasks on {self.jobs} process(es) in {self.seconds:.1f} s: "
+                f"{self.compiled} kernel specialisations compiled, {self.loaded} loaded from the cache ({where})")
+
+
+def tasks(losses=None, dtypes=_registry.DTYPES):
+    """The tasks for ``losses`` (names; all when ``None``) and ``dtypes``.
+
+    The routes with more target dtypes (the longest to compile) come first,
+    and routes that reuse another route's kernels (``Route.after``) last.
+    """
+    chosen = _registry.LOSSES if losses is None else [_registry.BY_NAME[name] for name in losses]
+    dtypes = tuple(dtypes)
+    for dt in dtypes:
+        if dt not in _registry.DTYPES:
+            raise ValueError(f"dtypes must be among {_registry.DTYPES}; got {dt!r}")
+    out = [Task(loss.name, i, dtypes) for loss in chosen for i in range(len(loss.routes))]
+    return sorted(out, key=lambda t: (t.after is not None, -len(_registry.BY_NAME[t.loss].routes[t.route].target_dtypes)))
+
+
+def _inputs(loss, route, dtype, np):
+    """``(args, kwargs)`` of a small call of ``loss`` that takes ``route``."""
+    rng = np.random.default_rng(0)
+    n, c = 4, route.num_classes
+    opts = {k: (np.linspace(0.5, 2.0, c).astype(dtype) if v == "classes" else v) for k, v in route.options}
+    if route.target == "index":
+        t = rng.integers(0, c, size=n)
+    elif route.target == "prob":
+        t = np.full((n, c), 1.0 / c, dtype=dtype)
+    else:
+        t = None  # dense: per target dtype, below
+    if loss.input == "hidden":
+        hidden = rng.standard_normal((n, 8)).astype(dtype)
+        weight = rng.standard_normal((c, 8)).astype(dtype)
+        return [((hidden, weight, t), opts)]
+    x = rng.uniform(-1.0, 1.0, size=(n, c)).astype(dtype)
+    if t is not None:
+        return [((x, t), opts)]
+    return [((x, (rng.random((n, c)) < 0.5).astype(td or dtype)), opts) for td in route.target_dtypes]
+
+
+def _kernel_dispatchers():
+    from numba.core.registry import CPUDispatcher
+
+    found = []
+    for name, module in list(sys.modules.items()):
+        if name.startswith("numloss._kernels.") and module is not None:
+            found += [v for v in vars(module).values() if isinstance(v, CPUDispatcher)]
+    return found
+
+
+def _cache_counts():
+    hits = misses = 0
+    for d in _kernel_dispatchers():
+        stats = d.stats
+        hits += sum(stats.cache_hits.values())
+        misses += sum(stats.cache_misses.values())
+    return hits, misses
+
+
+def run_task(task):
+    """Make the calls of ``task`` in this process; returns ``(label, compiled, loaded, seconds)``.
+
+    The serial kernels first: they compile the row functions, which the
+    parallel drivers then only call.
+    """
+    import numpy as np
+
+    import numloss
+
+    from . import _parallel
+
+    start = time.perf_counter()
+    loss = _registry.BY_NAME[task.loss]
+    route = loss.routes[task.route]
+    plain = getattr(numloss, loss.name)
+    with_grad = getattr(numloss, loss.with_grad)
+    hits0, misses0 = _cache_counts()
+    previous = _parallel._state["force"]
+    try:
+        for parallel in (False, True):
+            _parallel._state["force"] = parallel
+            for dtype in task.dtypes:
+                for args, kwargs in _inputs(loss, route, np.dtype(dtype), np):
+                    plain(*args, **kwargs)
+                    with_grad(*args, **kwargs)
+                    if loss.input != "hidden":
+                        x = args[0].copy()
+                        with_grad(x, *args[1:], out=x, **kwargs)
+    finally:
+        _parallel._state["force"] = previous
+    hits, misses = _cache_counts()
+    return task.label, misses - misses0, hits - hits0, time.perf_counter() - start
+
+
+def _default_jobs():
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    if multiprocessing.current_process().daemon:  # e.g. some dask workers: no child processes allowed
+        return 1
+    return max(1, cores)
+
+
+def warmup(losses=None, dtypes=_registry.DTYPES, *, jobs=None, progress=None):
+    """Compile, or load from Numba's disk cache, every kernel numloss's losses can call.
+
+    Parameters
+    ----------
+    losses : iterable of str, optional
+        Public loss names (``"softmax_cross_entropy"``, ...); all by default.
+    dtypes : iterable of {"float32", "float64"}
+        The logits' dtypes to warm.
+    jobs : int, optional
+        Worker processes that compile side by side (compilation is
+        single-threaded); default the cores available (1 inside a daemonic
+        process such as a multiprocessing pool worker).  ``jobs=1`` works in
+        this process, which then has every kernel loaded.
+    progress : file, optional
+        Where to print one line per finished task (e.g. ``sys.stderr``).
+
+    Returns
+    -------
+    Report
+        Tasks, kernel specialisations compiled and loaded, seconds, the cache
+        directory (``None`` when kernels cannot be cached on disk).
+
+    Examples
+    --------
+    >>> import numloss
+    >>> report = numloss.warmup(["softmax_cross_entropy"], ["float32"], jobs=1)
+    >>> report.compiled + report.loaded > 0
+    True
+    """
+    from ._kernels import _jit
+
+    start = time.perf_counter()
+    todo = tasks(losses, dtypes)
+    jobs = _default_jobs() if jobs is None else int(jobs)
+    if jobs < 1:
+        raise ValueError(f"jobs must be a positive integer; got {jobs!r}")
+    jobs = min(jobs, len(todo)) or 1
+    report = Report(tasks=len(todo), cache_dir=_jit.cache_location(), jobs=jobs)
+
+    def done(k, result):
+        label, compiled, loaded, seconds = result
+        report.compiled += compiled
+        report.loaded += loaded
+        if progress is not None:
+            print(f"[{k}/{len(todo)}] {label}: {compiled} compiled, {loaded} loaded, {seconds:.1f} s",
+                  file=progress, flush=True)
+
+    if jobs == 1 or report.cache_dir is None:  # without a disk cache, other processes' work is lost
+        report.jobs = 1
+        for k, task in enumerate(todo, 1):
+            done(k, run_task(task))
+    else:
+        # Each task compiles kernel functions no other task compiles, so no two processes write
+        # one function's cache index at once; a task that reuses another's kernels (``after``)
+        # is submitted when that task has finished and then loads them.
+        context = multiprocessing.get_context("spawn")  # never fork a process that may hold Numba's pool
+        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            chosen = {t.loss for t in todo}
+            waiting = [t for t in todo if t.after is not None and t.after[0] in chosen]
+            running = {pool.submit(run_task, t): t for t in todo if t not in waiting}
+            finished = set()
+            k = 0
+            while running:
+                ready, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in ready:
+                    task = running.pop(future)
+                    k += 1
+                    done(k, future.result())
+                    finished.add((task.loss, task.route))
+                for task in [t for t in waiting if t.after in finished]:
+                    waiting.remove(task)
+                    running[pool.submit(run_task, task)] = task
+    report.seconds = time.perf_counter() - start
+    return report
