@@ -128,3 +128,21 @@ class ColdStart:
             "import numpy as np, numloss; x = np.zeros((64, 10), np.float32); y = np.zeros(64, np.int64); "
             "import subprocess, sys",
         )
+
+
+class ColdCompile:
+    """Compile time from an empty Numba cache, tracked like run time (a fresh process each).
+
+    ``timeraw_`` runs the returned code in a new interpreter; the cache is a
+    new temporary directory, so every kernel of the chosen route compiles.
+    """
+
+    timeout = 600
+    params = (["softmax_cross_entropy", "sigmoid_cross_entropy"],)
+    param_names = ("loss",)
+
+    def timeraw_warmup_one_loss_float32(self, loss):
+        return (
+            f"numloss.warmup([{loss!r}], ['float32'], jobs=1)",
+            "import os, tempfile; os.environ['NUMBA_CACHE_DIR'] = tempfile.mkdtemp(); import numloss",
+        )
