@@ -1,4 +1,4 @@
-"""asv suites for the core losses: softmax and sigmoid cross-entropy.
+"""asv suites for every loss of the registry (``numloss._registry``) but the fused linear CE.
 
 The cases are ``numloss._bench``'s (the same definitions as ``numloss
 bench``).  ``setup`` builds the inputs eagerly, sets the thread count and
@@ -10,7 +10,7 @@ figures: % of the streaming-bandwidth bound and effective GB/s.
 import numba
 import numpy as np
 
-from numloss import _bench, _parallel
+from numloss import _bench, _parallel, _registry
 
 THREADS = sorted({1, numba.config.NUMBA_NUM_THREADS})
 
@@ -55,19 +55,35 @@ class _Suite:
     track_effective_GBps.unit = "GB/s"
 
 
-class SoftmaxCrossEntropy(_Suite):
-    family = "softmax_cross_entropy"
-    params = (["4096x1000", "8192x32000", "256x128256", "65536x10"], ["float32", "float64"], THREADS,
-              ["out", "inplace"])
-    timeout = 300
+#: shapes per loss; a loss of the registry not named here runs at 4096x1000
+SHAPES = {
+    "softmax_cross_entropy": ["4096x1000", "8192x32000", "256x128256", "65536x10"],
+    "sigmoid_cross_entropy": ["65536x80", "4096x1000"],
+    "sigmoid_focal_loss": ["4096x1000", "65536x80"],
+}
 
 
-class SoftmaxCrossEntropyOptions(_Suite):
-    """Each option group at 4096x1000 float32 (compare with SoftmaxCrossEntropy's plain row)."""
+def _suite_name(loss_name):
+    return "".join(word.capitalize() for word in loss_name.split("_"))
 
-    family = "softmax_cross_entropy"
-    params = (["4096x1000"], ["float32"], THREADS, ["out", "inplace"],
-              ["weight+ignore", "label_smoothing", "z_loss", "softcap", "eps", "prob_target"])
+
+# One suite per loss of the registry with an ``out=`` (the fused linear CE has its own, bench_linear.py):
+# SoftmaxCrossEntropy, SigmoidCrossEntropy, SigmoidFocalLoss, SoftmaxFocalLoss, CosfaceCrossEntropy, ...
+for _loss in _registry.LOSSES:
+    if _loss.input == "hidden":
+        continue
+    globals()[_suite_name(_loss.name)] = type(_suite_name(_loss.name), (_Suite,), {
+        "family": _loss.name,
+        "params": (SHAPES.get(_loss.name, ["4096x1000"]), ["float32", "float64"], THREADS, ["out", "inplace"]),
+        "timeout": 300,
+        "__doc__": f"numloss.{_loss.with_grad}: one call per shape, dtype, thread count and out form.",
+    })
+
+
+class _OptionGroups(_Suite):
+    """Option groups at 4096x1000 float32 (compare with the loss's plain suite)."""
+
+    params = (["4096x1000"], ["float32"], THREADS, ["out", "inplace"])
     param_names = _Suite.param_names + ("group",)
 
     def setup(self, shape, dtype, threads, where, group):
@@ -91,9 +107,26 @@ class SoftmaxCrossEntropyOptions(_Suite):
     track_effective_GBps.unit = "GB/s"
 
 
-class SigmoidCrossEntropy(_Suite):
+class SoftmaxCrossEntropyOptions(_OptionGroups):
+    family = "softmax_cross_entropy"
+    params = _OptionGroups.params + (["weight+ignore", "label_smoothing", "z_loss", "softcap", "eps", "prob_target"],)
+
+
+class SigmoidCrossEntropyOptions(_OptionGroups):
     family = "sigmoid_cross_entropy"
-    params = (["65536x80", "4096x1000"], ["float32", "float64"], THREADS, ["out", "inplace"])
+    params = _OptionGroups.params + (["weight+pos_weight", "eps"],)
+
+
+class SigmoidFocalLossOptions(_OptionGroups):
+    """A gamma other than 0, 1, 2: a libm ``pow`` per element."""
+
+    family = "sigmoid_focal_loss"
+    params = _OptionGroups.params + (["gamma=1.5"],)
+
+
+class ArcFaceOptions(_OptionGroups):
+    family = "arcface_cross_entropy"
+    params = _OptionGroups.params + (["label_smoothing"],)
 
 
 class SmallCallOverhead:

@@ -84,6 +84,12 @@ def run_checks(seed=0, out=None):
         if out is not None:
             print(f"  {'ok  ' if ok else 'FAIL'} {what}", file=out)
 
+    from . import _registry
+
+    checked = {name for _, name, _ in CHECKS} | {"linear_cross_entropy"}  # linear: run_linear_checks
+    for loss in _registry.LOSSES:  # the registry is the list of losses: each must have its checks here
+        report(loss.name in checked, f"{loss.name}: has self-test cases")
+
     rng = np.random.default_rng(seed)
     for label, name, builder in CHECKS:
         plain = getattr(numloss, name)

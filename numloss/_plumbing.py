@@ -135,15 +135,22 @@ def elementwise_batch(x, reduction, normalizer=None):
     return batch(x, N, C, x.shape, reduction, float(x.size), normalizer)
 
 
-def dense_target(t, dtype, native=()):
-    """Sigmoid targets as a read-only ``(N, C)``-ready C-contiguous array.
+def dense_target(target, b, native=()):
+    """Elementwise (sigmoid) targets of the logits' shape as a read-only ``(N, C)`` array.
 
-    Targets of the logits' ``dtype`` (and of the ``native`` dtypes) are read
-    as they are; any other dtype is converted to ``dtype`` once, so the
-    kernels compile for those few target dtypes only.
+    bool, integer or float, not range-checked (as PyTorch).  Targets of the
+    logits' dtype (and of the ``native`` dtypes) are read as they are; any
+    other dtype is converted to the logits' dtype once, so the kernels
+    compile for those few target dtypes only.
     """
-    keep = t.dtype == dtype or t.dtype in native
-    return readonly(np.ascontiguousarray(t) if keep else np.ascontiguousarray(t, dtype=dtype))
+    t = np.asarray(target)
+    if t.dtype.kind not in "biuf":
+        raise ValueError(f"target must be bool, integer or float; got dtype {t.dtype}")
+    if t.shape != b.x.shape:
+        raise ValueError(f"target must have the logits' shape {b.x.shape}; got {t.shape}")
+    keep = t.dtype == b.x.dtype or t.dtype in native
+    t = np.ascontiguousarray(t) if keep else np.ascontiguousarray(t, dtype=b.x.dtype)
+    return readonly(t.reshape(b.N, b.C))
 
 
 def elementwise_runner(b, kernels, head):

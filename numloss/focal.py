@@ -30,14 +30,9 @@ def _prepare_sigmoid(logits, target, alpha, gamma, reduction):
     reduction = V.reduction(reduction)
     alpha = _alpha(alpha)
     gamma = _gamma(gamma)
-    t = np.asarray(target)
-    if t.dtype.kind not in "biuf":
-        raise ValueError(f"target must be bool, integer or float; got dtype {t.dtype}")
-    if t.shape != x.shape:
-        raise ValueError(f"target must have the logits' shape {x.shape}; got {t.shape}")
     b = _plumbing.elementwise_batch(x, reduction)
     # one kernel specialisation per logits dtype: targets are read in the logits' dtype
-    t2 = _plumbing.dense_target(t, x.dtype).reshape(b.N, b.C)
+    t2 = _plumbing.dense_target(target, b)
     return b, (t2, alpha, gamma, b.inv_denom)
 
 

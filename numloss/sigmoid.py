@@ -49,16 +49,11 @@ def _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer):
     reduction = V.reduction(reduction)
     eps = V.eps(eps)
     norm = V.normalizer(normalizer)
-    t = np.asarray(target)
-    if t.dtype.kind not in "biuf":
-        raise ValueError(f"target must be bool, integer or float; got dtype {t.dtype}")
-    if t.shape != x.shape:
-        raise ValueError(f"target must have the logits' shape {x.shape}; got {t.shape}")
     b = _plumbing.elementwise_batch(x, reduction, norm)
+    # bool targets (multi-label masks) are read as they are; other dtypes as the logits'
+    t2 = _plumbing.dense_target(target, b, native=(np.dtype(np.bool_),))
     w = broadcast_weight(weight, x.shape, x.dtype, "weight")
     pw = broadcast_weight(pos_weight, x.shape, x.dtype, "pos_weight")
-    # bool targets (multi-label masks) are read as they are; other dtypes as the logits'
-    t2 = _plumbing.dense_target(t, x.dtype, native=(np.dtype(np.bool_),)).reshape(b.N, b.C)
     # unit weights, no clipping, targets of the logits' dtype: the plain kernels (no no-op
     # multiplications and clamps; compiled for those two signatures only)
     plain = weight is None and pos_weight is None and eps == 0.0 and t2.dtype == x.dtype

@@ -1,4 +1,4 @@
-"""Every ```python block of README.md runs as it is.
+"""Every ```python block of README.md and of the pages in docs/ runs as it is.
 
 The blocks are found with a small CommonMark-style fence parser (``` or ~~~
 fences, up to three spaces of indentation, info string ``python`` or ``py``)
@@ -18,6 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})\s*([^`\s]*)[^`]*$")
 PYTHON_INFO = {"python", "py", "python3"}
 
@@ -48,33 +49,38 @@ def python_blocks(text):
 
 
 def _cases():
-    try:
-        blocks = python_blocks(README.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        return [pytest.param(None, exc, id="README.md-unreadable")]
-    if not blocks:
-        return [pytest.param(None, None, id="README.md-no-python-blocks")]
-    return [pytest.param(block, None, id=f"README.md:{block[0]}") for block in blocks]
+    cases = []
+    for page in PAGES:
+        name = page.relative_to(ROOT).as_posix()
+        try:
+            blocks = python_blocks(page.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            cases.append(pytest.param(page, None, exc, id=f"{name}-unreadable"))
+            continue
+        if not blocks:
+            cases.append(pytest.param(page, None, None, id=f"{name}-no-python-blocks"))
+        cases += [pytest.param(page, block, None, id=f"{name}:{block[0]}") for block in blocks]
+    return cases
 
 
-@pytest.mark.parametrize("block, error", _cases())
-def test_readme_python_block_runs(block, error, monkeypatch):
+@pytest.mark.parametrize("page, block, error", _cases())
+def test_readme_python_block_runs(page, block, error, monkeypatch):
     if error is not None:
-        pytest.fail(f"cannot read the python blocks of {README}: {error}", pytrace=False)
+        pytest.fail(f"cannot read the python blocks of {page}: {error}", pytrace=False)
     if block is None:
         return  # nothing to run (the README has no python blocks)
     line, source = block
     # padding: the block's lines keep their README.md line numbers in tracebacks
-    code = compile("\n" * (line - 1) + source, str(README), "exec")
+    code = compile("\n" * (line - 1) + source, str(page), "exec")
     monkeypatch.chdir(ROOT)
-    namespace = {"__name__": "__main__", "__file__": str(README)}
+    namespace = {"__name__": "__main__", "__file__": str(page)}
     failure = None
     try:
         exec(code, namespace)
     except Exception as exc:
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(README)]
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(page)]
         where = f"line {frames[-1].lineno}" if frames else "its start"
-        failure = (f"README.md: the python block starting at line {line} failed at {where}: "
+        failure = (f"{page.name}: the python block starting at line {line} failed at {where}: "
                    f"{type(exc).__name__}: {exc}\n\n{''.join(traceback.format_exception(exc))}")
     if failure:
         pytest.fail(failure, pytrace=False)

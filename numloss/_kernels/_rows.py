@@ -58,3 +58,12 @@ def _gradient_array(x, g_or_none):
     if isinstance(g_or_none, types.NoneType):
         return lambda x, g_or_none: x
     return lambda x, g_or_none: g_or_none
+
+
+@jit_inline
+def skip_row(g, i, want_grad, row_loss):
+    """An ignored sample: loss 0 and, if wanted, a zero gradient row (whatever the row holds, NaN included)."""
+    row_loss[i] = 0.0
+    if want_grad:
+        for j in range(np.uint64(g.shape[1])):
+            g[i, j] = 0

@@ -40,7 +40,7 @@ from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
 from ._math import cast_like, exp, log1p_unit
-from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks
+from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks, skip_row
 from .softmax import SUM_BLOCK, _exp_sum_block, _row_max
 
 
@@ -212,10 +212,7 @@ def _softmax_focal_rows(x, g_or_none, lo, hi, want_grad, target, weight, ignore_
     for i in range(lo, hi):
         y = target[i]
         if y == ignore_index:
-            row_loss[i] = 0.0
-            if want_grad:
-                for j in range(np.uint64(x.shape[1])):
-                    g[i, j] = 0
+            skip_row(g, i, want_grad, row_loss)
         else:
             row_loss[i] = _softmax_focal_row(x, g, i, want_grad, y, weight[y], gamma, inv_denom)
 

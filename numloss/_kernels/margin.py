@@ -40,7 +40,7 @@ from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
 from ._math import cast_like, exp, maxnum
-from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks
+from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks, skip_row
 
 #: classes per float32/float64 partial sum of exponentials (then summed in float64)
 SUM_BLOCK = 512
@@ -169,10 +169,7 @@ def _margin_rows(x, g_or_none, lo, hi, want_grad, target, weight, ignore_index, 
     for i in range(lo, hi):
         y = target[i]
         if y == ignore_index:
-            row_loss[i] = 0.0
-            if want_grad:
-                for j in range(np.uint64(x.shape[1])):
-                    g[i, j] = 0
+            skip_row(g, i, want_grad, row_loss)
         else:
             row_loss[i] = _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, sin_m, th,
                                       mm, sin_floor, inv_denom)

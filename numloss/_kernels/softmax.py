@@ -29,7 +29,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
-from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks
+from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks, skip_row
 from ._math import cast_like, exp_nonpositive, log_1_to_128, maxnum, select, tanh_and_sech2
 
 # int64 operands of ``select`` (two integer literals would have two literal types)
@@ -380,10 +380,7 @@ def _int_rows(x, g_or_none, lo, hi, want_grad, target, weight, ignore_index, ls,
     for i in range(lo, hi):
         y = target[i]
         if y == ignore_index:
-            row_loss[i] = 0.0
-            if want_grad:
-                for j in range(np.uint64(x.shape[1])):
-                    g[i, j] = 0
+            skip_row(g, i, want_grad, row_loss)
         else:
             row_loss[i] = _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_denom)
 
