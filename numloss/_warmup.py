@@ -75,7 +75,8 @@ def tasks(losses=None, dtypes=_registry.DTYPES):
         if dt not in _registry.DTYPES:
             raise ValueError(f"dtypes must be among {_registry.DTYPES}; got {dt!r}")
     out = [Task(loss.name, i, dtypes) for loss in chosen for i in range(len(loss.routes))]
-    return sorted(out, key=lambda t: (t.after is not None, -len(_registry.BY_NAME[t.loss].routes[t.route].target_dtypes)))
+    routes = {t: _registry.BY_NAME[t.loss].routes[t.route] for t in out}
+    return sorted(out, key=lambda t: (t.after is not None, -len(routes[t].target_dtypes)))
 
 
 def _inputs(loss, route, dtype, np):

@@ -48,6 +48,7 @@ import dask.array as da
 import numpy as np
 from dask.array import PerformanceWarning
 
+from . import _registry
 from . import _validate as V
 from . import focal as _focal
 from . import margin as _margin
@@ -335,12 +336,17 @@ def _elementwise_graph(fns, logits, target, with_grad, *, reduction, weights=Non
 
 
 # (module, function name): looked up in the worker when the block runs
-_SOFTMAX = ("numloss.softmax", "softmax_cross_entropy")
-_SIGMOID = ("numloss.sigmoid", "sigmoid_cross_entropy")
-_SOFTMAX_FOCAL = ("numloss.focal", "softmax_focal_loss")
-_SIGMOID_FOCAL = ("numloss.focal", "sigmoid_focal_loss")
-_COSFACE = ("numloss.margin", "cosface_cross_entropy")
-_ARCFACE = ("numloss.margin", "arcface_cross_entropy")
+def _in_memory(name):
+    """``(module, name)`` of the in-memory loss each block runs, from the registry."""
+    return f"numloss.{_registry.BY_NAME[name].module}", name
+
+
+_SOFTMAX = _in_memory("softmax_cross_entropy")
+_SIGMOID = _in_memory("sigmoid_cross_entropy")
+_SOFTMAX_FOCAL = _in_memory("softmax_focal_loss")
+_SIGMOID_FOCAL = _in_memory("sigmoid_focal_loss")
+_COSFACE = _in_memory("cosface_cross_entropy")
+_ARCFACE = _in_memory("arcface_cross_entropy")
 
 
 def _softmax_graph(name, logits, target, with_grad, weight, ignore_index, label_smoothing, z_loss, softcap, eps,

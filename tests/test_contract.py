@@ -59,7 +59,7 @@ def call(loss, args, kwargs, with_grad=True, **extra):
 def same(a, b):
     """Bitwise equal (NaN where NaN), for arrays, scalars and tuples of them."""
     if isinstance(a, tuple):
-        return len(a) == len(b) and all(same(u, v) for u, v in zip(a, b))
+        return len(a) == len(b) and all(same(u, v) for u, v in zip(a, b, strict=True))
     if a is None or b is None:
         return a is b
     return np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
@@ -79,7 +79,7 @@ def test_loss_and_gradient_match_the_float64_reference(loss, dtype, reduction, r
     assert np.asarray(got_loss).dtype == np.dtype(dtype)
     assert_close(got_loss, want_loss, dtype, what=f"{loss.name} loss")
     if loss.input == "hidden":
-        for g, w, name in zip(got_grad[:2], want_grad[:2], ("d_hidden", "d_weight")):
+        for g, w, name in zip(got_grad[:2], want_grad[:2], ("d_hidden", "d_weight"), strict=True):
             assert_close(g, w, dtype, what=f"{loss.name} {name}")
     else:
         assert got_grad.dtype == np.dtype(dtype)
@@ -131,7 +131,7 @@ def test_inputs_are_never_modified(loss, dtype, rng):
     before = [np.array(a, copy=True) for a in args]
     call(loss, args, kwargs)
     call(loss, args, kwargs, with_grad=False)
-    for a, b in zip(args, before):
+    for a, b in zip(args, before, strict=True):
         assert same(a, b), loss.name
 
 

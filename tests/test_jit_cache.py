@@ -67,7 +67,7 @@ def _run_without_a_writable_cache(tmp, block_fallback):
         proc = subprocess.run([sys.executable, "-c", CALL], capture_output=True, text=True, timeout=600, env=env,
                               cwd=tmpdir)
     finally:
-        for root, dirs, _ in os.walk(site):
+        for root, _, _ in os.walk(site):
             os.chmod(root, 0o755)
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)

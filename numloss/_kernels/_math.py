@@ -471,4 +471,6 @@ def exp_nonpositive(x):
     raise NotImplementedError("numloss._kernels._math.exp_nonpositive is for use inside @njit code")
 
 
-overload(exp_nonpositive, inline="always", jit_options=_OVERLOAD_OPTIONS)(_by_precision(exp_nonpositive64, exp_nonpositive32))
+overload(exp_nonpositive, inline="always", jit_options=_OVERLOAD_OPTIONS)(
+    _by_precision(exp_nonpositive64, exp_nonpositive32)
+)

@@ -247,5 +247,7 @@ def softmax_focal_inplace_parallel(x, target, weight, ignore_index, gamma, inv_d
 
 
 #: the drivers as sets (serial, parallel, in place serial, in place parallel)
-SIGMOID = KernelSet(sigmoid_focal_serial, sigmoid_focal_parallel, sigmoid_focal_inplace_serial, sigmoid_focal_inplace_parallel)
-SOFTMAX = KernelSet(softmax_focal_serial, softmax_focal_parallel, softmax_focal_inplace_serial, softmax_focal_inplace_parallel)
+SIGMOID = KernelSet(sigmoid_focal_serial, sigmoid_focal_parallel,
+                    sigmoid_focal_inplace_serial, sigmoid_focal_inplace_parallel)
+SOFTMAX = KernelSet(softmax_focal_serial, softmax_focal_parallel,
+                    softmax_focal_inplace_serial, softmax_focal_inplace_parallel)

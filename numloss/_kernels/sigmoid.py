@@ -239,5 +239,7 @@ def sigmoid_ce_plain_inplace_parallel(x, target, weight, pos_weight, eps, inv_de
 
 
 #: the drivers as sets (serial, parallel, in place serial, in place parallel)
-GENERAL = KernelSet(sigmoid_ce_serial, sigmoid_ce_parallel, sigmoid_ce_inplace_serial, sigmoid_ce_inplace_parallel)
-PLAIN = KernelSet(sigmoid_ce_plain_serial, sigmoid_ce_plain_parallel, sigmoid_ce_plain_inplace_serial, sigmoid_ce_plain_inplace_parallel)
+GENERAL = KernelSet(sigmoid_ce_serial, sigmoid_ce_parallel,
+                    sigmoid_ce_inplace_serial, sigmoid_ce_inplace_parallel)
+PLAIN = KernelSet(sigmoid_ce_plain_serial, sigmoid_ce_plain_parallel,
+                  sigmoid_ce_plain_inplace_serial, sigmoid_ce_plain_inplace_parallel)

@@ -29,8 +29,8 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
-from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks, skip_row
 from ._math import cast_like, exp_nonpositive, log_1_to_128, maxnum, select, tanh_and_sech2
+from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks, skip_row
 
 # int64 operands of ``select`` (two integer literals would have two literal types)
 _ONE = np.int64(1)
@@ -388,8 +388,8 @@ def _int_rows(x, g_or_none, lo, hi, want_grad, target, weight, ignore_index, ls,
 @jit
 def softmax_ce_int_serial(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, grad, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
-    _int_rows(x, grad, np.int64(0), np.int64(x.shape[0]), want_grad, target, weight, ignore_index, ls, z, softcap, eps, inv_denom,
-              row_loss)
+    _int_rows(x, grad, np.int64(0), np.int64(x.shape[0]), want_grad, target, weight, ignore_index, ls, z, softcap,
+              eps, inv_denom, row_loss)
 
 
 @jit_parallel
@@ -404,7 +404,8 @@ def softmax_ce_int_parallel(x, target, weight, ignore_index, ls, z, softcap, eps
 
 @jit
 def softmax_ce_int_inplace_serial(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_loss):
-    _int_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_loss)
+    _int_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, ignore_index, ls, z, softcap, eps,
+              inv_denom, row_loss)
 
 
 @jit_parallel
@@ -592,6 +593,8 @@ def int_target_denominator(target, weight, ignore_index, num_classes):
 
 
 #: the drivers as sets (serial, parallel, in place serial, in place parallel)
-INT = KernelSet(softmax_ce_int_serial, softmax_ce_int_parallel, softmax_ce_int_inplace_serial, softmax_ce_int_inplace_parallel)
-PROB = KernelSet(softmax_ce_prob_serial, softmax_ce_prob_parallel, softmax_ce_prob_inplace_serial, softmax_ce_prob_inplace_parallel)
+INT = KernelSet(softmax_ce_int_serial, softmax_ce_int_parallel,
+                softmax_ce_int_inplace_serial, softmax_ce_int_inplace_parallel)
+PROB = KernelSet(softmax_ce_prob_serial, softmax_ce_prob_parallel,
+                 softmax_ce_prob_inplace_serial, softmax_ce_prob_inplace_parallel)
 INT_SMALL = KernelSet(softmax_ce_int_small_serial, softmax_ce_int_small_parallel, None, None)
