@@ -444,3 +444,24 @@ def test_large_input_runs_parallel_kernel_correctly(dtype, rng):
             assert grad is xi
             assert_close(loss, want_loss, dtype, scale=gs, what="in place")
             assert_close(xi, want_grad, dtype, scale=gs, what="in place")
+
+
+@pytest.mark.parametrize("kernels", ["plain", "general"])
+def test_saturated_float64_elements_match_mpmath_to_1e_12(kernels):
+    """Loss and gradient of saturated logits (|x| up to 700, hard targets) against mpmath at 50 digits.
+
+    The gradient ``sigma(x) - t`` is formed as ``sigma(x)(1 - t) - sigma(-x) t``: for ``t = 1`` and large
+    ``x`` it is ``-sigma(-x)`` to full relative accuracy, not the rounding residue of ``sigma(x) - 1``.
+    """
+    mpmath.mp.dps = 50
+    x = np.array([[20.0, 35.0, 300.0, 700.0, -20.0, -35.0, -300.0, 0.5]])
+    for t in (np.ones_like(x), np.zeros_like(x)):
+        kw = {"pos_weight": np.ones(x.shape[1])} if kernels == "general" else {}
+        loss, grad = sigmoid_cross_entropy_with_grad(x, t, reduction="none", **kw)
+        for j, (v, tj) in enumerate(zip(x[0], t[0], strict=True)):
+            xv = mpmath.mpf(float(v))
+            sig = 1 / (1 + mpmath.exp(-xv))
+            want_loss = mpmath.log1p(mpmath.exp(-xv)) if tj == 1 else mpmath.log1p(mpmath.exp(xv))
+            want_grad = sig - int(tj)
+            assert loss[0, j] == pytest.approx(float(want_loss), rel=1e-12, abs=0), (v, tj)
+            assert grad[0, j] == pytest.approx(float(want_grad), rel=1e-12, abs=0), (v, tj)

@@ -1,4 +1,7 @@
-"""Threads: concurrent calls from Python threads, use after os.fork(), the threading layer.
+"""Threads: use after os.fork() from a parent that never started the pool, the threading layer, one thread.
+
+Concurrent calls from eight Python threads and a child forked while the
+parent's pool runs are checked for every loss in ``test_contract.py``.
 
 Each check runs in a fresh interpreter (``subprocess``), so that an abort or a
 deadlock in Numba's thread pool shows up as a failed test (return code, output,
@@ -51,27 +54,6 @@ def same(a, b):
     return np.array_equal(la, lb, equal_nan=True) and np.array_equal(ga, gb, equal_nan=True)
 """
 
-THREADS = COMMON + r"""
-from concurrent.futures import ThreadPoolExecutor
-family = sys.argv[1]
-todo = cases(family)
-expected = {name: f() for name, f in todo}
-
-def work(k):
-    bad = []
-    for rep in range(2):
-        for name, f in todo[k % len(todo):] + todo[:k % len(todo)]:
-            if not same(f(), expected[name]):
-                bad.append((k, rep, name))
-    return bad
-
-with ThreadPoolExecutor(8) as pool:
-    bad = [b for r in pool.map(work, range(8)) for b in r]
-assert not bad, bad
-print("layer", numba.threading_layer())
-print("THREADS-OK")
-"""
-
 FORK = COMMON + r"""
 family, warm = sys.argv[1], sys.argv[2] == "warm"
 # cold: the parent starts Numba's thread pool only after the fork, so the
@@ -119,15 +101,9 @@ def _run(script, *args, env=None):
 
 
 @pytest.mark.parametrize("family", ["softmax", "sigmoid"])
-def test_concurrent_calls_from_eight_python_threads_match_one_thread(family):
-    proc, report = _run(THREADS, family)
-    assert proc.returncode == 0 and "THREADS-OK" in proc.stdout, report
-
-
-@pytest.mark.parametrize("warm", ["warm", "cold"])
-@pytest.mark.parametrize("family", ["softmax", "sigmoid"])
-def test_calls_after_fork_work_in_the_child(family, warm, tmp_path):
-    """warm: the parent has used the thread pool before forking; cold: the child is the first to use it."""
+def test_calls_after_fork_work_in_the_child_when_the_parent_never_started_the_pool(family, tmp_path):
+    """The child is the first to start Numba's pool (the parent's pool running at fork time: test_contract.py)."""
+    warm = "cold"
     proc, report = _run(FORK.replace("{tmp}", str(tmp_path)), family, warm)
     assert proc.returncode == 0 and "FORK-OK" in proc.stdout, report
 
