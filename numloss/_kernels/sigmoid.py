@@ -82,8 +82,7 @@ def _sigmoid_ce_element(v, tj, w, pw, zero, one, invd, epst, hi_p, log_lo, log_h
 
 
 @jit_inline
-def _sigmoid_ce_row_blocks(x, g, i, want_grad, target, weight, pos_weight, wi, pi, eps, invd, el, want_elem,
-                           plain):
+def _sigmoid_ce_row_blocks(x, g, i, want_grad, target, weight, pos_weight, wi, pi, eps, invd, el, ei, plain):
     """Loss (float64 sum) of row ``i``, with the element of ``plain`` kind."""
     x0 = x[i, 0]
     zero = cast_like(0.0, x0)
@@ -100,41 +99,34 @@ def _sigmoid_ce_row_blocks(x, g, i, want_grad, target, weight, pos_weight, wi, p
     # Losses are summed in the row dtype over blocks of SUM_BLOCK elements
     # (8 float32 lanes), the block sums in float64.  Unsigned class indices:
     # no wraparound selects, so the in-place loops vectorise too.  One loop
-    # per combination of outputs: a store under a condition inside the loop
-    # keeps LLVM from vectorising it (measured: 6x slower).
+    # with and one without the gradient: a store under a condition inside the
+    # loop keeps LLVM from vectorising it (measured: 6x slower).  The element
+    # losses are always stored, to row ``ei`` of ``el``: the output row for
+    # reduction="none", else a one-row scratch (two loops instead of four:
+    # about half the row function's compile time, for one store per element
+    # into L1).
     for j0 in range(0, C, SUM_BLOCK):
         block_total = zero
         lo, hi = np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))
-        if want_grad and want_elem:
+        if want_grad:
             for j in range(lo, hi):
                 lj, gj = _sigmoid_ce_element(x[i, j], cast_like(target[i, j], x0), weight[wi, j], pos_weight[pi, j],
                                              zero, one, invd, epst, hi_p, log_lo, log_hi, plain)
                 block_total += lj
-                el[i, j] = lj
+                el[ei, j] = lj
                 g[i, j] = gj
-        elif want_grad:
-            for j in range(lo, hi):
-                lj, gj = _sigmoid_ce_element(x[i, j], cast_like(target[i, j], x0), weight[wi, j], pos_weight[pi, j],
-                                             zero, one, invd, epst, hi_p, log_lo, log_hi, plain)
-                block_total += lj
-                g[i, j] = gj
-        elif want_elem:
-            for j in range(lo, hi):
-                lj, gj = _sigmoid_ce_element(x[i, j], cast_like(target[i, j], x0), weight[wi, j], pos_weight[pi, j],
-                                             zero, one, invd, epst, hi_p, log_lo, log_hi, plain)
-                block_total += lj
-                el[i, j] = lj
         else:
             for j in range(lo, hi):
                 lj, gj = _sigmoid_ce_element(x[i, j], cast_like(target[i, j], x0), weight[wi, j], pos_weight[pi, j],
                                              zero, one, invd, epst, hi_p, log_lo, log_hi, plain)
                 block_total += lj
+                el[ei, j] = lj
         total += block_total
     return total
 
 
 @jit_inline
-def _sigmoid_ce_row(x, g, i, want_grad, target, weight, pos_weight, eps, inv_denom, el, want_elem, plain):
+def _sigmoid_ce_row(x, g, i, want_grad, target, weight, pos_weight, eps, inv_denom, el, ei, plain):
     """Loss (float64 sum) of row ``i``; writes ``g[i]`` and ``el[i]`` when wanted.
 
     ``weight`` and ``pos_weight`` are ``(1, C)`` or ``(N, C)``; ``plain``
@@ -145,9 +137,9 @@ def _sigmoid_ce_row(x, g, i, want_grad, target, weight, pos_weight, eps, inv_den
     invd = cast_like(inv_denom, x[i, 0])
     if plain:
         return _sigmoid_ce_row_blocks(x, g, i, want_grad, target, weight, pos_weight, wi, pi, eps, invd,
-                                      el, want_elem, True)
+                                      el, ei, True)
     return _sigmoid_ce_row_blocks(x, g, i, want_grad, target, weight, pos_weight, wi, pi, eps, invd,
-                                  el, want_elem, False)
+                                  el, ei, False)
 
 
 # The row code is compiled in two row functions (unit weights and eps = 0:
@@ -165,9 +157,10 @@ def _general_rows(x, g_or_none, lo, hi, want_grad, target, weight, pos_weight, e
                   row_loss):
     g = gradient_array(x, g_or_none)
     want_elem = elem_loss.shape[0] == x.shape[0]
+    el = elem_loss if want_elem else np.empty((1, x.shape[1]), dtype=elem_loss.dtype)
     for i in range(lo, hi):
         row_loss[i] = _sigmoid_ce_row(x, g, i, want_grad, target, weight, pos_weight, eps, inv_denom,
-                                      elem_loss, want_elem, False)
+                                      el, i if want_elem else 0, False)
 
 
 @jit
@@ -175,9 +168,10 @@ def _plain_rows(x, g_or_none, lo, hi, want_grad, target, weight, pos_weight, eps
                 row_loss):
     g = gradient_array(x, g_or_none)
     want_elem = elem_loss.shape[0] == x.shape[0]
+    el = elem_loss if want_elem else np.empty((1, x.shape[1]), dtype=elem_loss.dtype)
     for i in range(lo, hi):
         row_loss[i] = _sigmoid_ce_row(x, g, i, want_grad, target, weight, pos_weight, eps, inv_denom,
-                                      elem_loss, want_elem, True)
+                                      el, i if want_elem else 0, True)
 
 
 @jit
