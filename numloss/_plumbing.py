@@ -8,13 +8,16 @@ hold, once for every loss: the ``(N, C)`` row view (a copy only for
 non-contiguous input), the gradient buffer for ``out=None`` / ``out=buf`` /
 ``out=logits``, and the reduction with the float32 overflow guard.
 
-Kernel inputs other than the array the kernel writes are passed as read-only
-views (free: no copy): Numba types a read-only array apart from a writable
-one, so without this a read-only input (a memory map, a broadcast, a dask
-block) compiled every kernel again.
+Numba types a read-only array apart from a writable one, so each kernel
+argument has one fixed kind: the logits (when not written) and the dense
+targets and weights go in as read-only views (free: no copy), the small
+per-sample and per-class arrays as writable arrays (copied in the rare
+case the caller's is read-only).  Without this a read-only input (a memory
+map, a broadcast, a dask block) compiled every kernel again.
 """
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -131,7 +134,7 @@ def elementwise_batch(x, reduction, normalizer=None):
     """
     shape2 = x.shape if x.ndim else (1,)
     C = shape2[-1]
-    N = int(np.prod(shape2[:-1], dtype=np.int64))
+    N = math.prod(shape2[:-1])
     return batch(x, N, C, x.shape, reduction, float(x.size), normalizer)
 
 

@@ -124,14 +124,19 @@ def class_weights(weight, num_classes, name="weight"):
             if len(_UNIT_WEIGHTS) >= 16:
                 _UNIT_WEIGHTS.clear()
             ones = _UNIT_WEIGHTS[num_classes] = np.ones(num_classes, dtype=np.float64)
-            ones.flags.writeable = False
         return ones
     w = np.asarray(weight)
     if w.dtype.kind not in "biuf":
         raise ValueError(f"{name} must be a numeric array; got dtype {w.dtype}")
     if w.shape != (num_classes,):
         raise ValueError(f"{name} must have shape ({num_classes},) (one weight per class); got {w.shape}")
-    return _readonly(np.ascontiguousarray(w, dtype=np.float64))
+    return _writable(np.ascontiguousarray(w, dtype=np.float64))
+
+
+def _writable(a):
+    """``a``, or a copy of it if it is read-only: a small kernel input (per class or per sample) always
+    has the writable array type, so a read-only one compiles no kernel of its own."""
+    return a if a.flags.writeable else a.copy()
 
 
 def _readonly(a):
@@ -143,7 +148,7 @@ def _readonly(a):
 
 
 def class_indices(target, expected_shape, num_classes, ignore):
-    """Integer class indices as a flat read-only int64 array (the kernels' one target type).
+    """Integer class indices as a flat writable int64 array (the kernels' one target type).
 
     Raises ``IndexError`` for an index outside ``[0, C)`` that is not
     ``ignore_index`` (naming the first such value and its position).
@@ -160,7 +165,7 @@ def class_indices(target, expected_shape, num_classes, ignore):
         raise IndexError(
             f"target holds class index {flat[pos]} at flat position {pos}, outside [0, {num_classes})"
         )
-    return _readonly(np.ascontiguousarray(flat, dtype=np.int64))
+    return _writable(np.ascontiguousarray(flat, dtype=np.int64))
 
 
 def raise_bad_index(target_flat, pos, num_classes, ignore):

@@ -192,9 +192,8 @@ def _run(p, want_grad):
         np.matmul(hc, w.T, out=x)
         if b is not None:
             x += b
-        # the gradient overwrites the logits chunk in place (read-only views elsewhere: the
-        # kernel specialisations the softmax wrappers use, compiled once)
-        tc = _plumbing.readonly(tc)
+        # the gradient overwrites the logits chunk in place (a read-only view of the logits
+        # for the loss alone: the kernel specialisations the softmax wrappers use)
         if want_grad:
             run_int_kernel(x, tc, p["wc"], p["ignore"], p["ls"], p["z"], p["cap"], 0.0, p["inv_denom"], x, lc)
         else:

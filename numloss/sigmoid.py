@@ -8,6 +8,21 @@ from . import _plumbing
 from . import _validate as V
 from ._kernels import sigmoid as K
 
+#: ``(C, dtype) -> (1, C) ones``, read-only: kernels never write their weights, and reusing the
+#: array saves two allocations per call at small shapes
+_UNIT_ROWS = {}
+
+
+def _unit_row(C, dtype):
+    key = (C, dtype)
+    ones = _UNIT_ROWS.get(key)
+    if ones is None:
+        if len(_UNIT_ROWS) >= 16:
+            _UNIT_ROWS.clear()
+        ones = _UNIT_ROWS[key] = np.ones((1, C), dtype=dtype)
+        ones.flags.writeable = False
+    return ones
+
 
 def broadcast_weight(value, shape, dtype, name):
     """A weight broadcastable to ``shape`` as a read-only ``(R, C)`` array, R in {1, N}.
@@ -17,10 +32,10 @@ def broadcast_weight(value, shape, dtype, name):
     ``(A, 1, C)`` against ``(A, B, C)``) is materialised to the full shape.
     """
     shape2 = shape if len(shape) else (1,)
-    N = math.prod(shape2[:-1])
     C = shape2[-1]
     if value is None:
-        return _plumbing.readonly(np.ones((1, C), dtype=dtype))
+        return _unit_row(C, dtype)
+    N = math.prod(shape2[:-1])
     w = np.asarray(value)
     if w.dtype.kind not in "biuf":
         raise ValueError(f"{name} must be numeric; got dtype {w.dtype}")
