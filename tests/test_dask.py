@@ -332,3 +332,12 @@ def test_each_block_runs_the_fused_kernel_once(monkeypatch):
 def test_import_numloss_does_not_import_dask():
     code = "import sys, numloss; assert 'dask' not in sys.modules; import numloss.dask; assert 'dask' in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_client_run_warmup_loads_every_kernel_on_each_worker_from_the_shared_cache(client):
+    """The documented recipe: ``client.run(numloss.warmup)``; the session's warmup filled the cache."""
+    reports = client.run(numloss.warmup, ["softmax_cross_entropy", "sigmoid_cross_entropy"])
+    assert len(reports) == 2
+    for report in reports.values():
+        assert report.jobs == 1  # a daemonic worker process: it works in the worker itself
+        assert report.compiled == 0 and report.loaded > 0, str(report)
