@@ -309,3 +309,30 @@ def test_a_forked_child_runs_every_loss_on_the_parallel_kernels_with_the_same_re
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(FORK_SCRIPT.format(tests=tests))],
                           capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0 and "CHILD 0 tbb" in proc.stdout, (proc.stdout, proc.stderr[-3000:])
+
+
+# ------------------------------------------------------------------------ dask forms
+
+DASK = [loss for loss in LOSSES if loss.input != "hidden"]  # the fused linear CE has no dask form
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss", DASK, ids=_ids(DASK))
+def test_dask_form_in_row_chunks_equals_the_in_memory_loss(loss, dtype, reduction, rng):
+    """numloss.dask.NAME on inputs split into row chunks gives the in-memory values (global "mean")."""
+    da = pytest.importorskip("dask.array")
+    dask = pytest.importorskip("dask")
+    import numloss.dask as nld
+
+    args, kwargs = make_inputs(loss, dtype, rng, N=12, C=5)
+    args[1].reshape(-1)[3] = -100 if "index" in loss.targets else args[1].reshape(-1)[3]
+    want_loss, want_grad = call(loss, args, kwargs, reduction=reduction)
+    chunked = [da.from_array(a, chunks=(4,) + a.shape[1:]) for a in args]
+    got_loss, got_grad = dask.compute(*getattr(nld, loss.with_grad)(*chunked, reduction=reduction, **kwargs),
+                                      scheduler="synchronous")
+    assert_close(got_loss, want_loss, dtype, what=f"{loss.name} dask loss")
+    assert_close(got_grad, want_grad, dtype, what=f"{loss.name} dask grad")
+    assert np.asarray(got_loss).dtype == np.dtype(dtype) and got_grad.dtype == np.dtype(dtype)
+    got_plain = getattr(nld, loss.name)(*chunked, reduction=reduction, **kwargs).compute(scheduler="synchronous")
+    assert_close(got_plain, want_loss, dtype, what=f"{loss.name} dask plain loss")
