@@ -50,6 +50,8 @@ def bench(argv):
     progress = sys.stderr
     print(f"numloss bench: {len(cases)} cases, {threads} threads, threading layer "
           f"{_parallel.threading_layer()}", file=progress)
+    print("(a case's first call compiles its kernels, or loads them from Numba's disk cache: untimed; "
+          "`numloss warmup` compiles them all ahead, in parallel)", file=progress)
     for i, case in enumerate(cases, 1):
         print(f"[{i}/{len(cases)}] {case.label} ...", end="", flush=True, file=progress)
         row = _bench.measure(case, threads, peers=not args.no_peers, repeat=args.repeat)
