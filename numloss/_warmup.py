@@ -7,22 +7,25 @@ and every kernel route of the loss (class indices, probabilities, the
 few-classes tiles, ...) it calls the public functions on a few rows — the
 plain form, ``_with_grad`` out of place and in place (``out=logits``) — once
 with the serial kernels and once with the parallel ones.  The work is split
-over worker processes (compilation is single-threaded per process); each task
-holds the kernels of one route, so no two workers compile the same kernel
-function at once.
+over worker processes (fresh interpreters; compilation is single-threaded
+per process); each task holds the kernels of one route, so no two workers
+compile the same kernel function at once.
 
-``numloss warmup`` is the command-line form.  Recipes (README): warm a Docker
-image at build time into a fixed ``NUMBA_CACHE_DIR``; on a dask cluster,
-``client.run(numloss.warmup)``; in CI, before the tests.
+``numloss warmup`` is the command-line form.  Recipes (docs/compilation.md):
+warm a Docker image at build time into a fixed ``NUMBA_CACHE_DIR``; on a dask
+cluster, on each machine before its workers start (or on one worker per
+machine); in CI, before the tests.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
+import json
 import multiprocessing
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 from . import _registry
@@ -154,6 +157,63 @@ def run_task(task):
     return task.label, misses - misses0, hits - hits0, time.perf_counter() - start
 
 
+def _worker_main(argv):
+    """``python -c ... loss route dtype...``: run one task, print its result as the last line (JSON)."""
+    loss, route, *dtypes = argv
+    print(json.dumps(run_task(Task(loss, int(route), tuple(dtypes)))))
+
+
+def _run_in_subprocesses(todo, jobs, done):
+    """Run ``todo`` in at most ``jobs`` fresh interpreters at a time, calling ``done(k, result)`` for each.
+
+    Each task compiles kernel functions no other task compiles, so no two
+    processes write one function's cache index at once; a task that reuses
+    another's kernels (``after``) starts when that task has finished, and
+    then loads them.  Plain subprocesses, not a multiprocessing pool: a
+    spawned pool re-imports the caller's ``__main__``, which breaks a script
+    that calls ``numloss.warmup()`` outside an ``if __name__ == "__main__"``
+    guard, and a forked one would inherit Numba's thread pool.
+    """
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    chosen = {t.loss for t in todo}
+    pending = list(todo)
+    finished = set()
+    running = {}  # Popen -> (task, stdout file, stderr file)
+    k = 0
+    try:
+        while pending or running:
+            ready = [t for t in pending if t.after is None or t.after[0] not in chosen or t.after in finished]
+            for task in ready[: jobs - len(running)]:
+                pending.remove(task)
+                out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+                code = "import sys; from numloss._warmup import _worker_main; _worker_main(sys.argv[1:])"
+                proc = subprocess.Popen([sys.executable, "-c", code, task.loss, str(task.route), *task.dtypes],
+                                        stdout=out, stderr=err, stdin=subprocess.DEVNULL, text=True, env=env)
+                running[proc] = (task, out, err)
+            if not running:
+                raise RuntimeError(f"numloss warmup: tasks wait for tasks that never ran: {pending}")
+            time.sleep(0.05)
+            for proc in [p for p in running if p.poll() is not None]:
+                task, out, err = running.pop(proc)
+                out.seek(0)
+                err.seek(0)
+                lines = out.read().splitlines()
+                if proc.returncode != 0 or not lines:
+                    raise RuntimeError(f"numloss warmup: {task.label} failed (exit code {proc.returncode}):\n"
+                                       f"{err.read()[-4000:]}")
+                out.close()
+                err.close()
+                k += 1
+                done(k, tuple(json.loads(lines[-1])))
+                finished.add((task.loss, task.route))
+    finally:
+        for proc, (_, out, err) in running.items():
+            proc.kill()
+            proc.wait()
+            out.close()
+            err.close()
+
+
 def _default_jobs():
     try:
         cores = len(os.sched_getaffinity(0))
@@ -177,7 +237,9 @@ def warmup(losses=None, dtypes=_registry.DTYPES, *, jobs=None, progress=None):
         Worker processes that compile side by side (compilation is
         single-threaded); default the cores available (1 inside a daemonic
         process such as a multiprocessing pool worker).  ``jobs=1`` works in
-        this process, which then has every kernel loaded.
+        this process, which then has every kernel loaded (while it runs,
+        other threads' calls in this process take the serial or parallel
+        kernels it is compiling: the same results).
     progress : file, optional
         Where to print one line per finished task (e.g. ``sys.stderr``).
 
@@ -217,25 +279,6 @@ def warmup(losses=None, dtypes=_registry.DTYPES, *, jobs=None, progress=None):
         for k, task in enumerate(todo, 1):
             done(k, run_task(task))
     else:
-        # Each task compiles kernel functions no other task compiles, so no two processes write
-        # one function's cache index at once; a task that reuses another's kernels (``after``)
-        # is submitted when that task has finished and then loads them.
-        context = multiprocessing.get_context("spawn")  # never fork a process that may hold Numba's pool
-        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
-            chosen = {t.loss for t in todo}
-            waiting = [t for t in todo if t.after is not None and t.after[0] in chosen]
-            running = {pool.submit(run_task, t): t for t in todo if t not in waiting}
-            finished = set()
-            k = 0
-            while running:
-                ready, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
-                for future in ready:
-                    task = running.pop(future)
-                    k += 1
-                    done(k, future.result())
-                    finished.add((task.loss, task.route))
-                for task in [t for t in waiting if t.after in finished]:
-                    waiting.remove(task)
-                    running[pool.submit(run_task, task)] = task
+        _run_in_subprocesses(todo, jobs, done)
     report.seconds = time.perf_counter() - start
     return report
