@@ -129,3 +129,18 @@ def test_command_line_warmup_help_and_version():
         proc = subprocess.run([sys.executable, "-m", "numloss", *args], capture_output=True, text=True, timeout=120,
                               cwd=REPO)
         assert proc.returncode == 0 and expect in proc.stdout, (args, proc.stdout, proc.stderr)
+
+
+def test_warmup_with_worker_processes_from_a_script_without_a_main_guard(tmp_path):
+    """A top-level ``numloss.warmup()`` in a script (no ``if __name__ == "__main__"``) must not re-run the script."""
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent("""
+        import numloss
+        print("SCRIPT RUNS")
+        report = numloss.warmup(["softmax_focal_loss", "cosface_cross_entropy"], ["float32"], jobs=2)
+        print("JOBS", report.jobs, "TASKS", report.tasks, "COMPILED", report.compiled, "LOADED", report.loaded)
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.count("SCRIPT RUNS") == 1, proc.stdout
+    assert "JOBS 2 TASKS 2 COMPILED 0" in proc.stdout, proc.stdout
