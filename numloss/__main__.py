@@ -26,42 +26,49 @@ def _print_table(rows, file):
 
 
 def bench(argv):
+    import os
+
     parser = argparse.ArgumentParser(prog="numloss bench", description=(
         "Throughput of every loss over representative shapes: wall time (minimum over repeats), effective "
         "bandwidth (logits read + gradient written [+ dense targets read]) and %% of the bound set by a plain "
         "streaming kernel on the same bytes, with out= preallocated and in place (out=logits); beside them the "
-        "NumPy baseline and, where installed, PyTorch and JAX at the same thread count (x = their time / ours)."))
+        "NumPy baseline and, where installed, PyTorch and JAX (x = their time / ours). Every contender runs in "
+        "a fresh process of its own, pinned to the same THREADS cores with its thread pools set to THREADS, "
+        "and the processes are interleaved over ROUNDS rounds; the table shows the minimum over rounds, the "
+        "JSON the minimum and the median."))
     parser.add_argument("--quick", action="store_true", help="a few small cases only")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON on stdout")
-    parser.add_argument("--threads", type=int, default=None, help="thread count (default: all of Numba's)")
+    parser.add_argument("--json", action="store_true", help="print the environment and rows as JSON on stdout")
+    parser.add_argument("--output", metavar="FILE", help="also write the environment and rows as JSON to FILE")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads (and pinned cores) for every contender (default: the cores available)")
+    parser.add_argument("--rounds", type=int, default=3, help="fresh processes per contender, interleaved")
     parser.add_argument("--filter", default="", help="only cases whose label contains this text")
-    parser.add_argument("--no-peers", action="store_true", help="skip NumPy/PyTorch/JAX")
-    parser.add_argument("--repeat", type=int, default=7, help="timed rounds per measurement (minimum kept)")
+    parser.add_argument("--no-peers", action="store_true", help="numloss only (no NumPy/PyTorch/JAX)")
+    parser.add_argument("--repeat", type=int, default=7, help="timed calls per process (minimum kept)")
     args = parser.parse_args(argv)
 
-    import numba
+    from . import _bench
 
-    from . import _bench, _parallel
-
-    threads = args.threads or numba.config.NUMBA_NUM_THREADS
-    _parallel.threading_layer()
+    threads = args.threads or len(os.sched_getaffinity(0))
     cases = [c for c in _bench.CASES if (c.quick or not args.quick) and args.filter in c.label]
-    rows = []
+    linear = [c for c in _bench.LINEAR_CASES if (c.quick or not args.quick) and args.filter in c.label]
+    contenders = ("numloss",) if args.no_peers else _bench.installed_contenders()
     progress = sys.stderr
-    print(f"numloss bench: {len(cases)} cases, {threads} threads, threading layer "
-          f"{_parallel.threading_layer()}", file=progress)
-    print("(a case's first call compiles its kernels, or loads them from Numba's disk cache: untimed; "
-          "`numloss warmup` compiles them all ahead, in parallel)", file=progress)
-    for i, case in enumerate(cases, 1):
-        print(f"[{i}/{len(cases)}] {case.label} ...", end="", flush=True, file=progress)
-        row = _bench.measure(case, threads, peers=not args.no_peers, repeat=args.repeat)
-        rows.append(row)
-        print(f" {min(row['out_ms'], row['inplace_ms']):.2f} ms", file=progress)
-    linear_rows = _bench.bench_linear(args.quick, args.filter, threads, not args.no_peers, args.repeat, progress)
+    print(f"numloss bench: {len(cases) + len(linear)} cases x {', '.join(contenders)}, {threads} thread(s), "
+          f"{args.rounds} round(s) of one fresh process per contender", file=progress)
+    print("(each process's first call of a case compiles its kernels, or loads them from Numba's disk cache: "
+          "untimed; `numloss warmup` compiles them all ahead, in parallel)", file=progress)
+    rows, linear_rows, env = _bench.run_rounds(cases, linear, threads, rounds=args.rounds, repeat=args.repeat,
+                                               contenders=contenders, progress=progress)
+    report = {"environment": env, "rows": rows, "linear_rows": linear_rows}
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(report, f, indent=1)
     if args.json:
-        json.dump(rows + linear_rows, sys.stdout, indent=1)
+        json.dump(report, sys.stdout, indent=1)
         print()
     else:
+        print(_bench.format_environment(env))
         if rows:
             _print_table(rows, sys.stdout)
         _bench.print_linear_table(linear_rows, sys.stdout)

@@ -1,4 +1,4 @@
-"""The benchmark cases, shared by ``numloss bench`` and the asv suites.
+"""The benchmark cases and contenders of ``numloss bench`` (and of the asv suites).
 
 A case is one public ``*_with_grad`` call on inputs of one shape and dtype
 with one group of options, run with the gradient written to a preallocated
@@ -7,14 +7,24 @@ must move (logits read + gradient written, + dense targets read) so its time
 can be compared with a plain streaming kernel's on the same number of bytes:
 the bandwidth bound.
 
-Peers (same thread count, each at its best, as the README explains):
-PyTorch on ``torch.from_numpy`` tensors (forward + backward), JAX with the
-arrays already on the device (``jax.value_and_grad`` of a jitted loss, the
-faster of optax's and a plain log-sum-exp / softplus form), and the NumPy
-baseline (:mod:`numloss._baseline`).  Each is the minimum over repeats.
+Contenders, each timed in a fresh process of its own (:func:`run_rounds`),
+pinned to the same ``threads`` cores and told to use that many threads, at
+its best: numloss; the NumPy baseline (:mod:`numloss._baseline`); PyTorch on
+``torch.from_numpy`` tensors (forward + backward); JAX with the arrays
+already on the device, ``jax.jit(jax.value_and_grad(...))`` of the faster of
+optax's and a plain log-sum-exp / softplus form.  The processes are
+interleaved over rounds (the order rotates), and each value is the minimum
+over repeats within a process; the rows keep the minimum and the median over
+rounds.
 """
 
 import dataclasses
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -257,36 +267,6 @@ def streaming_bandwidth(nbytes, repeat=7):
     return 2 * a.nbytes / t
 
 
-def measure(case, threads, peers=True, repeat=7, progress=None):
-    """Time one case: numloss (out= and in place), the bound, and the peers."""
-    import numba
-
-    numba.set_num_threads(threads)
-    args, kwargs = make_inputs(case)
-    moved = bytes_moved(case, args)
-    row = dict(case=case.label, family=case.family, group=case.group, shape=list(case.shape), dtype=case.dtype,
-               threads=threads, bytes=moved)
-    bw = streaming_bandwidth(moved, repeat=repeat)
-    row["bound_ms"] = moved / bw * 1e3
-    row["stream_GBps"] = bw / 1e9
-    for key, in_place in (("out", False), ("inplace", True)):
-        t = best_time(numloss_call(case, args, kwargs, in_place), repeat=repeat)
-        row[f"{key}_ms"] = t * 1e3
-        row[f"{key}_GBps"] = moved / t / 1e9
-        row[f"{key}_pct_bound"] = 100 * row["bound_ms"] / row[f"{key}_ms"]
-    if peers:
-        fn = numpy_call(case, args, kwargs)
-        row["numpy_ms"] = best_time(fn, repeat=3) * 1e3 if fn else None
-        fn = torch_call(case, args, kwargs, threads)
-        row["torch_ms"] = best_time(fn, repeat=repeat) * 1e3 if fn else None
-        fns = jax_call(case, args, kwargs)
-        row["jax_ms"] = min(best_time(f, repeat=repeat) for f in fns) * 1e3 if fns else None
-        best = min(row["out_ms"], row["inplace_ms"])
-        for peer in ("numpy", "torch", "jax"):
-            row[f"x_{peer}"] = row[f"{peer}_ms"] / best if row[f"{peer}_ms"] else None
-    return row
-
-
 # ==================================================================== linear_cross_entropy
 # (issue 5) Fused linear + softmax CE has another call shape than the logits
 # cases above -- (hidden, weight, target), three gradients, no out= -- so it has
@@ -330,7 +310,7 @@ def make_linear_inputs(case, seed=0):
     return hidden, weight, target, bias
 
 
-def linear_calls(case, inputs, threads, peers=True):
+def linear_calls(case, inputs, threads, peers=True, methods=("numloss", "numpy", "torch", "torch_chunked")):
     """``{name: zero-argument callable}``: numloss, the materialising NumPy path, PyTorch (both forms)."""
     import numloss
 
@@ -347,6 +327,8 @@ def linear_calls(case, inputs, threads, peers=True):
         return loss, (g @ weight, g.T @ hidden, g.sum(axis=0) if bias is not None else None)
 
     calls["numpy"] = materialising
+    if not {"torch", "torch_chunked"} & set(methods):
+        return calls
     try:
         import torch
         import torch.nn.functional as F
@@ -371,36 +353,6 @@ def linear_calls(case, inputs, threads, peers=True):
     if hasattr(F, "linear_cross_entropy") and hasattr(torch.nn, "LinearCrossEntropyOptions"):
         calls["torch_chunked"] = lambda: torch_run(True)
     return calls
-
-
-def measure_linear(case, threads, peers=True, repeat=3):
-    """Time one :class:`LinearCase` (minimum over ``repeat`` calls after a warm-up) for every method."""
-    import numba
-
-    numba.set_num_threads(threads)
-    inputs = make_linear_inputs(case)
-    n, d, v = case.shape
-    row = dict(case=case.label, family=case.family, shape=list(case.shape), dtype=case.dtype, threads=threads,
-               gflop=3 * 2 * n * d * v / 1e9)
-    for name, fn in linear_calls(case, inputs, threads, peers).items():
-        row[f"{name}_ms"] = best_time(fn, repeat=repeat) * 1e3
-    for name in ("numpy", "torch", "torch_chunked"):
-        if f"{name}_ms" in row:
-            row[f"x_{name}"] = row[f"{name}_ms"] / row["numloss_ms"]
-    return row
-
-
-def bench_linear(quick, text_filter, threads, peers, repeat, progress=None):
-    """The rows of ``numloss bench`` for :data:`LINEAR_CASES`."""
-    cases = [c for c in LINEAR_CASES if (c.quick or not quick) and text_filter in c.label]
-    rows = []
-    for i, case in enumerate(cases, 1):
-        if progress is not None:
-            print(f"[linear {i}/{len(cases)}] {case.label} ...", end="", flush=True, file=progress)
-        rows.append(measure_linear(case, threads, peers=peers, repeat=min(repeat, 3)))
-        if progress is not None:
-            print(f" {rows[-1]['numloss_ms']:.1f} ms", file=progress)
-    return rows
 
 
 def print_linear_table(rows, file):
@@ -512,3 +464,213 @@ CASES += (
     + [Case("arcface_cross_entropy", (4096, 1000), quick=True)]
     + [Case("arcface_cross_entropy", (4096, 1000), group="label_smoothing", options=(("label_smoothing", 0.1),))]
 )
+
+
+# ==================================================================== one process per contender
+
+
+#: every contender, in the order of the table's columns
+CONTENDERS = ("numloss", "numpy", "torch", "jax")
+
+
+def installed_contenders():
+    """The contenders whose packages import here (numloss and NumPy always)."""
+    import importlib.util
+
+    return tuple(c for c in CONTENDERS if c in ("numloss", "numpy") or importlib.util.find_spec(c) is not None)
+
+
+def thread_env(threads):
+    """Environment for a contender's process: every thread pool sized to ``threads`` before anything starts."""
+    env = dict(os.environ)
+    for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "BLIS_NUM_THREADS"):
+        env[var] = str(threads)
+    flags = env.get("XLA_FLAGS", "")
+    if threads == 1:  # XLA's CPU client has no thread-count flag beyond this one; >1 is bounded by the pinning
+        flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    env["XLA_FLAGS"] = flags.strip()
+    return env
+
+
+def pin_to_cores(threads):
+    """Restrict this process to its first ``threads`` allowed cores; returns the cores."""
+    cores = sorted(os.sched_getaffinity(0))[:threads]
+    os.sched_setaffinity(0, cores)
+    return cores
+
+
+def _logits_times(contender, case, threads, repeat):
+    """``{key: seconds}`` for one logits case with one contender (empty if it has no such call)."""
+    args, kwargs = make_inputs(case)
+    if contender == "numloss":
+        moved = bytes_moved(case, args)
+        times = {"bound": moved / streaming_bandwidth(moved, repeat=repeat), "bytes": moved}
+        for key, in_place in (("out", False), ("inplace", True)):
+            times[key] = best_time(numloss_call(case, args, kwargs, in_place), repeat=repeat)
+        return times
+    if contender == "numpy":
+        fn = numpy_call(case, args, kwargs)
+        return {"numpy": best_time(fn, repeat=min(repeat, 3))} if fn else {}
+    if contender == "torch":
+        fn = torch_call(case, args, kwargs, threads)
+        return {"torch": best_time(fn, repeat=repeat)} if fn else {}
+    fns = jax_call(case, args, kwargs)
+    return {"jax": min(best_time(f, repeat=repeat) for f in fns)} if fns else {}
+
+
+def _linear_times(contender, case, threads, repeat):
+    names = {"numloss": ("numloss",), "numpy": ("numpy",), "torch": ("torch", "torch_chunked")}.get(contender, ())
+    if not names:
+        return {}
+    calls = linear_calls(case, make_linear_inputs(case), threads, peers=contender != "numloss", methods=names)
+    return {name: best_time(calls[name], repeat=min(repeat, 3)) for name in names if name in calls}
+
+
+def contender_threads(contender):
+    """What the contender's own thread pool reports in this process (after :func:`thread_env`)."""
+    if contender == "numloss":
+        import numba
+
+        from . import _parallel
+
+        return {"numba_threads": numba.get_num_threads(), "threading_layer": _parallel.threading_layer()}
+    if contender == "torch":
+        import torch
+
+        return {"torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    if contender == "jax":
+        import jax
+
+        return {"jax": jax.__version__, "jax_threads": "pinned cores (XLA has no thread-count setting)"}
+    try:
+        import threadpoolctl
+
+        return {"blas_threads": [p["num_threads"] for p in threadpoolctl.threadpool_info()]}
+    except ImportError:
+        return {"blas_threads": "OPENBLAS_NUM_THREADS/OMP_NUM_THREADS"}
+
+
+def worker_main(argv):
+    """``python -m numloss._bench CONTENDER THREADS REPEAT LABEL...``: one JSON object on stdout."""
+    contender, threads, repeat, labels = argv[0], int(argv[1]), int(argv[2]), argv[3:]
+    cores = pin_to_cores(threads)
+    if contender == "numloss":
+        import numba
+
+        from . import _parallel
+
+        _parallel.threading_layer()  # preload TBB before the pool starts
+        numba.set_num_threads(threads)
+    by_label = {c.label: c for c in CASES}
+    by_label.update({c.label: c for c in LINEAR_CASES})
+    result = {"contender": contender, "cores": cores, "times": {}}
+    for label in labels:
+        case = by_label[label]
+        print(f"    {contender}: {label} ...", file=sys.stderr, flush=True)
+        if isinstance(case, LinearCase):
+            times = _linear_times(contender, case, threads, repeat)
+        else:
+            times = _logits_times(contender, case, threads, repeat)
+        result["times"][label] = times
+    result["threads"] = contender_threads(contender)
+    json.dump(result, sys.stdout)
+    return 0
+
+
+def _run_worker(contender, labels, threads, repeat):
+    proc = subprocess.run([sys.executable, "-m", "numloss._bench", contender, str(threads), str(repeat), *labels],
+                          env=thread_env(threads), stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the {contender} benchmark process failed (exit status {proc.returncode})")
+    return json.loads(proc.stdout)
+
+
+def environment(threads, worker_threads):
+    """The facts two bench runs must share to be compared: versions, CPU, threads."""
+    import numba
+
+    import numloss
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"date": time.strftime("%Y-%m-%d %H:%M"), "numloss": numloss.__version__, "numpy": np.__version__,
+            "numba": numba.__version__, "python": platform.python_version(), "cpu": cpu,
+            "cores_available": len(os.sched_getaffinity(0)), "threads": threads, "contenders": worker_threads}
+
+
+def format_environment(env):
+    """Two lines for the top of the table."""
+    peers = "; ".join(f"{name}: " + ", ".join(f"{k} {v}" for k, v in info.items())
+                      for name, info in env["contenders"].items())
+    return (f"{env['date']}  numloss {env['numloss']}, NumPy {env['numpy']}, Numba {env['numba']}, "
+            f"Python {env['python']}; {env['cpu']} ({env['cores_available']} cores available), "
+            f"{env['threads']} thread(s) per contender\n{peers}")
+
+
+def run_rounds(cases, linear_cases, threads, rounds=3, repeat=7, contenders=None, progress=None):
+    """Time every case with every contender, each contender in a fresh process per round.
+
+    Returns ``(rows, linear_rows, environment)``.  The contenders' order
+    rotates from round to round; each row holds, per contender, the minimum
+    and the median over the rounds of the per-process minimum.
+    """
+    contenders = installed_contenders() if contenders is None else contenders
+    labels = [c.label for c in cases] + [c.label for c in linear_cases]
+    samples = {label: {} for label in labels}
+    worker_threads = {}
+    for r in range(rounds):
+        order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
+        for contender in order:
+            if progress is not None:
+                print(f"round {r + 1}/{rounds}: {contender} (own process, {threads} thread(s))", file=progress,
+                      flush=True)
+            result = _run_worker(contender, labels, threads, repeat)
+            worker_threads[contender] = result["threads"]
+            for label, times in result["times"].items():
+                for key, t in times.items():
+                    if key == "bytes":
+                        samples[label]["bytes"] = t
+                    else:
+                        samples[label].setdefault(key, []).append(t * 1e3)
+    rows = []
+    for case in cases:
+        got = dict(samples[case.label])
+        row = dict(case=case.label, family=case.family, group=case.group, shape=list(case.shape),
+                   dtype=case.dtype, threads=threads, rounds=rounds, bytes=got.pop("bytes"))
+        for key, values in got.items():
+            row[f"{key}_ms"] = min(values)
+            row[f"{key}_ms_median"] = statistics.median(values)
+        for key in ("out", "inplace"):
+            row[f"{key}_GBps"] = row["bytes"] / row[f"{key}_ms"] / 1e6
+            row[f"{key}_pct_bound"] = 100 * row["bound_ms"] / row[f"{key}_ms"]
+        row["stream_GBps"] = row["bytes"] / row["bound_ms"] / 1e6
+        best = min(row["out_ms"], row["inplace_ms"])
+        for peer in ("numpy", "torch", "jax"):
+            row[f"x_{peer}"] = row[f"{peer}_ms"] / best if f"{peer}_ms" in row else None
+            row.setdefault(f"{peer}_ms", None)
+        rows.append(row)
+    linear_rows = []
+    for case in linear_cases:
+        n, d, v = case.shape
+        row = dict(case=case.label, family=case.family, shape=list(case.shape), dtype=case.dtype, threads=threads,
+                   rounds=rounds, gflop=3 * 2 * n * d * v / 1e9)
+        for key, values in samples[case.label].items():
+            row[f"{key}_ms"] = min(values)
+            row[f"{key}_ms_median"] = statistics.median(values)
+        for name in ("numpy", "torch", "torch_chunked"):
+            if f"{name}_ms" in row:
+                row[f"x_{name}"] = row[f"{name}_ms"] / row["numloss_ms"]
+        linear_rows.append(row)
+    return rows, linear_rows, environment(threads, worker_threads)
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main(sys.argv[1:]))

@@ -26,6 +26,30 @@ def _times(q, v):
         return np.where(q == 0, 0.0, q * v)
 
 
+def _softmax_parts(x):
+    """Per row of ``x`` (N, C): ``m = max``, ``log s`` and ``s - 1`` with ``s = sum_c exp(x_c - m)``,
+    and a mask of the class at the maximum of rows that have one.
+
+    ``s - 1`` is summed without the maximum's term (exactly 1), so a confident
+    row's small loss keeps its relative precision (``log(1 + small)`` rounds it
+    away); at that class ``p - 1 = -(s - 1) / s``.
+    """
+    m = np.max(x, axis=1, keepdims=True)
+    e = np.exp(x - m)
+    at_max = x == m
+    n_max = at_max.sum(axis=1, keepdims=True)
+    s_minus_1 = np.where(at_max, 0.0, e).sum(axis=1, keepdims=True) + (n_max - 1)
+    s_minus_1 = np.where(np.isfinite(m), s_minus_1, np.nan)  # a +inf (or all -inf) row is NaN, as exp(inf - inf)
+    return m, np.log1p(s_minus_1), s_minus_1, at_max & (n_max == 1)
+
+
+def _minus_q(coef, p, q, top, s_minus_1):
+    """``coef p - q``, at the class ``top`` as ``coef (p - 1) + (coef - q)`` with ``p - 1 = -(s - 1) / s``."""
+    with np.errstate(invalid="ignore"):  # (NaN and inf rows: their NaN is the answer)
+        p_minus_1 = -s_minus_1 / (1.0 + s_minus_1)
+        return np.where(top, coef * p_minus_1 + (coef - q), coef * p - q)
+
+
 def softmax_cross_entropy(logits, target, weight=None, ignore_index=-100, label_smoothing=0.0, z_loss=0.0,
                           softcap=None, eps=0.0, axis=-1, reduction="mean", normalizer=None):
     x = np.moveaxis(np.asarray(logits, dtype=np.float64), axis, -1)
@@ -41,8 +65,7 @@ def softmax_cross_entropy(logits, target, weight=None, ignore_index=-100, label_
             dcap = 1.0 - np.tanh(x / softcap) ** 2
         else:
             xc, dcap = x, np.ones_like(x)
-        m = np.max(xc, axis=1, keepdims=True)
-        log_s = np.log(np.sum(np.exp(xc - m), axis=1, keepdims=True))
+        m, log_s, s_minus_1, top = _softmax_parts(xc)
         lse = m + log_s
         # (xc - m) - log_s, not xc - lse: for |logits| ~ 1e38 lse has lost log_s
         logp = (xc - m) - log_s
@@ -70,15 +93,18 @@ def softmax_cross_entropy(logits, target, weight=None, ignore_index=-100, label_
         denom = float(N)
     if eps > 0:
         pc = np.clip(p, eps, 1 - eps)
-        per = -_times(q, np.log(pc)).sum(axis=1)
-        grad = q.sum(axis=1, keepdims=True) * pc - q
+        # log and p - 1 of the clipped p at the maximum from s - 1 (clip(p) - 1 lies in [eps - 1, -eps])
+        pc_minus_1 = np.clip(-s_minus_1 / (1.0 + s_minus_1), eps - 1, -eps)
+        per = -_times(q, np.where(top, np.log1p(pc_minus_1), np.log(pc))).sum(axis=1)
+        coef = q.sum(axis=1, keepdims=True)
+        grad = np.where(top, coef * pc_minus_1 + (coef - q), coef * pc - q)
     else:
         per = -_times(q, logp).sum(axis=1)
         coef = q.sum(axis=1, keepdims=True)
         if z_loss:  # (lse**2 may overflow for huge logits: only form it when it is used)
             per = per + z_loss * w_i * lse[:, 0] ** 2 * kept
             coef = coef + 2 * z_loss * (w_i * kept)[:, None] * lse
-        grad = (coef * p - q) * dcap
+        grad = _minus_q(coef, p, q, top, s_minus_1) * dcap
     per = np.where(kept, per, 0.0)
     loss, scale = _reduce(per, reduction, denom, normalizer)
     # ignored rows are exactly zero, also when the mean's denominator is 0
@@ -187,8 +213,7 @@ def softmax_focal_loss(logits, target, gamma=2.0, weight=None, ignore_index=-100
     x, y, kept, w = _int_target_rows(logits, target, weight, ignore_index)
     N, C = x.shape
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        m = np.max(x, axis=1, keepdims=True)
-        log_s = np.log(np.sum(np.exp(x - m), axis=1, keepdims=True))
+        m, log_s, _, _ = _softmax_parts(x)
         p = np.exp((x - m) - log_s)
         logp_y = (x[np.arange(N), y] - m[:, 0]) - log_s[:, 0]  # no cancellation when p_y -> 1
         p_y = np.exp(logp_y)
@@ -215,8 +240,8 @@ def _margin_softmax_ce(z, dz, y, kept, w, label_smoothing, reduction, shape):
     """Cross-entropy of logits ``z`` (N, C) as F.cross_entropy; gradient through ``dz = dz/dcosine``."""
     N, C = z.shape
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        m = np.max(z, axis=1, keepdims=True)
-        logp = (z - m) - np.log(np.sum(np.exp(z - m), axis=1, keepdims=True))
+        m, log_s, s_minus_1, top = _softmax_parts(z)
+        logp = (z - m) - log_s
         p = np.exp(logp)
         unmasked = ~np.isneginf(z)
         K = unmasked.sum(axis=1, keepdims=True)
@@ -224,7 +249,7 @@ def _margin_softmax_ce(z, dz, y, kept, w, label_smoothing, reduction, shape):
         onehot[np.arange(N), y] = 1.0
         q = (1 - label_smoothing) * onehot * w[y][:, None] + label_smoothing * w * unmasked / K
         per = -_times(q, logp).sum(axis=1)
-        grad = (q.sum(axis=1, keepdims=True) * p - q) * dz
+        grad = _minus_q(q.sum(axis=1, keepdims=True), p, q, top, s_minus_1) * dz
     w_y = w[y] * kept
     per = np.where(kept, per, 0.0)
     grad = np.where(kept[:, None], grad, 0.0)

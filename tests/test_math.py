@@ -137,29 +137,32 @@ def test_log1p_unit_within_a_few_ulp_on_its_domain(dtype):
 
 
 @numba.njit(**JIT_OPTIONS)
-def _log_1_to_128(s, out):
-    for i in range(s.shape[0]):
-        out[i] = M.log_1_to_128(s[i])
+def _log1p_0_to_127(y, out):
+    for i in range(y.shape[0]):
+        out[i] = M.log1p_0_to_127(y[i])
 
 
-def test_log_1_to_128_within_a_few_ulp_on_its_domain():
-    # the log of a softmax row's sum of exponentials, s in [1, C] for C < 128
+def test_log1p_0_to_127_within_a_few_ulp_on_its_domain():
+    # log of a softmax row's sum of exponentials from s - 1 in [0, C - 1] for C < 128,
+    # tiny s - 1 (a confident row) included: the result must keep its relative precision
     rng = np.random.default_rng(4)
-    powers = 2.0 ** np.arange(8)
-    s = np.concatenate([
-        rng.uniform(1.0, 128.0, N64), 2.0 ** rng.uniform(0.0, 7.0, N64),
-        powers[:-1], np.nextafter(powers, 0.0)[1:], np.nextafter(powers, np.inf)[:-1],
-        [1.0 + 2.0 ** -52, 1.0 + 1e-9, np.sqrt(2.0), 127.99999999],
+    edges = 2.0 ** np.arange(1, 8) - 1.0  # where k changes: 1, 3, 7, ..., 127
+    y = np.concatenate([
+        rng.uniform(0.0, 127.0, N64), 2.0 ** rng.uniform(-1000.0, 6.98, N64),
+        edges[:-1], np.nextafter(edges, 0.0), np.nextafter(edges, np.inf)[:-1],
+        [2.0 ** -52, 1e-300, 5e-324, 1e-9, np.sqrt(2.0) - 1.0, 126.99999999],
     ])
-    got = np.empty_like(s)
-    _log_1_to_128(s, got)
+    got = np.empty_like(y)
+    _log1p_0_to_127(y, got)
     mpmath.mp.dps = 40
-    exact = np.array([float(mpmath.log(mpmath.mpf(float(v)))) for v in s])
+    exact = np.array([float(mpmath.log1p(mpmath.mpf(float(v)))) for v in y])
     err = ulp_error(got, exact, np.float64)
-    assert err.max() <= FEW_ULP, (s[np.argmax(err)], err.max())
-    assert got[s == 1.0][0] == 0.0
+    assert err.max() <= FEW_ULP, (y[np.argmax(err)], err.max())
+    zero = np.zeros(1)
+    _log1p_0_to_127(zero, got[:1])
+    assert got[0] == 0.0
     nan = np.array([np.nan])
-    _log_1_to_128(nan, nan)
+    _log1p_0_to_127(nan, nan)
     assert np.isnan(nan[0])
 
 

@@ -312,19 +312,21 @@ def log1p_unit32(y):
 
 
 @jit_inline
-def log_1_to_128(s):
-    """``log(s)`` for float64 ``s`` in [1, 128), vectorisable; NaN -> NaN.
+def log1p_0_to_127(y):
+    """``log(1 + y)`` for float64 ``y`` in [0, 127), vectorisable; NaN -> NaN.
 
-    ``s = 2**k (1 + y)`` with ``k`` counted by comparisons (no exponent
-    extraction needed in this range) and ``y`` in [0, 1), then
-    ``k ln 2 + log1p(y)`` with :func:`log1p_unit64`.  The sum of a softmax
-    row's exponentials lies in ``[1, C]``, so for rows of fewer than 128
-    classes this replaces a scalar libm ``log`` per row.
+    ``1 + y = 2**k (1 + f)`` with ``k`` counted by comparisons (no exponent
+    extraction needed in this range) and ``f`` in [0, 1): ``f = y`` itself
+    when ``k = 0`` (so a tiny ``y`` keeps its relative precision), else
+    ``(1 + y) / 2**k - 1``; then ``k ln 2 + log1p(f)`` with
+    :func:`log1p_unit64`.  A softmax row's sum of exponentials minus 1 lies
+    in ``[0, C - 1]``, so for rows of fewer than 128 classes this replaces a
+    scalar libm ``log1p`` per row.
     """
-    k = select(s >= 2.0, 1.0, 0.0) + select(s >= 4.0, 1.0, 0.0) + select(s >= 8.0, 1.0, 0.0)
-    k += select(s >= 16.0, 1.0, 0.0) + select(s >= 32.0, 1.0, 0.0) + select(s >= 64.0, 1.0, 0.0)
-    y = s * pow2_of_integral(-k) - 1.0
-    return fmuladd(k, LN2, log1p_unit64(y))
+    k = select(y >= 1.0, 1.0, 0.0) + select(y >= 3.0, 1.0, 0.0) + select(y >= 7.0, 1.0, 0.0)
+    k += select(y >= 15.0, 1.0, 0.0) + select(y >= 31.0, 1.0, 0.0) + select(y >= 63.0, 1.0, 0.0)
+    f = select(k == 0.0, y, (1.0 + y) * pow2_of_integral(-k) - 1.0)
+    return fmuladd(k, LN2, log1p_unit64(f))
 
 
 # ------------------------------------------------- dtype-generic entry points

@@ -41,7 +41,7 @@ from numba import prange
 from ._jit import jit, jit_inline, jit_parallel
 from ._math import cast_like, exp, log1p_unit
 from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks, skip_row
-from .softmax import SUM_BLOCK, _exp_sum_block, _row_max
+from .softmax import SUM_BLOCK, _exp_sum_block, _row_max, _stored_below_max, _sum_and_log
 
 
 @jit_inline
@@ -186,10 +186,15 @@ def _softmax_focal_row(x, g, i, want_grad, y, w_y, gamma, inv_denom):
     # (one exponential per element); sums run in the row's dtype over blocks
     # of SUM_BLOCK classes (all SIMD lanes), the block sums in float64.  A
     # masked class stores exp(-inf) = 0 (mark 0): its gradient is 0 * scale.
-    s = 0.0
+    below = 0.0
+    total = 0.0
     for j0 in range(0, C, SUM_BLOCK):
-        s += _exp_sum_block(x, g, i, np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C)), m, want_grad, zero)
-    log_s = math.log(s)
+        sb, tb = _exp_sum_block(x, g, i, np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C)), m, want_grad, zero)
+        below += sb
+        total += tb
+    if want_grad:  # the stored terms are exp(x - m)
+        below = _stored_below_max(g, i, C) if total < 1.5 else 0.0
+    s, _, log_s = _sum_and_log(below, total, m)  # log s to full relative precision on a confident row
     nll = (m - x_y) + log_s
     u = -math.expm1(-nll)  # 1 - p_y, accurate when p_y is close to 1
     p_y = math.exp(-nll)

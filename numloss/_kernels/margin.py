@@ -115,7 +115,7 @@ def _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, s
     # exp(zy_t - m) (zy rounded to the row's dtype) a confident float32 row's loss was off by
     # half an ulp of zy and could come out negative
     m64 = np.float64(m)
-    s = math.exp(zy - m64)
+    s = 0.0  # the classes other than y; the target's term exp(zy - m) is added below
     for j0 in range(0, C, SUM_BLOCK):
         j1 = min(j0 + SUM_BLOCK, C)
         s += _sum_exp_scaled(x, g, i, j0, min(j1, y), st, m, store) + _sum_exp_scaled(
@@ -130,7 +130,11 @@ def _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, s
                 k_unmasked += 1
                 w_unmasked += weight[j]
                 w_dist += weight[j] * (m - zj)
-    log_s = math.log(s)
+    # log(exp(zy - m) + s) as log1p(expm1(zy - m) + s): when the target is the maximum
+    # (zy - m is 0, or the rounding of zy to the row's dtype) the small part s stays exact
+    s_minus_1 = math.expm1(zy - m64) + s
+    s = 1.0 + s_minus_1
+    log_s = math.log1p(s_minus_1)
     nll = (m64 - zy) + log_s
     w_y = weight[y]
     ls_over_k = ls / k_unmasked if ls > 0.0 else 0.0

@@ -18,6 +18,15 @@ cache (max, sum of exponentials, gradient) and the gradient is written once.
 large logits, and terms with ``q_c == 0`` are skipped so a masked (``-inf``)
 class contributes 0 rather than ``0 * inf``.
 
+Confident rows: the sum is kept as ``s = n + r`` where ``n`` counts the
+classes at the maximum (whose terms are exactly 1) and ``r`` sums the
+others, so ``log s = log1p((n - 1) + r)`` and, at a class on the maximum,
+``p - 1 = -((n - 1) + r) / s``.  A row whose loss is 1e-200 gets it to a few
+ulp (``log(1 + r)`` would round to 0), and the target's gradient is not the
+rounding residue of ``1/s - 1``.  Terms below the smallest normal number
+(``x_c - m < -708`` in float64, ``-87`` in float32) are flushed to 0, so
+only losses below about 1e-300 (1e-36) lose relative accuracy.
+
 With ``eps > 0`` (the seed's clipped mode) every probability is clipped to
 ``[eps, 1 - eps]`` before it enters ``-sum q log p`` and ``p - q``.
 """
@@ -29,7 +38,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
-from ._math import cast_like, exp_nonpositive, log_1_to_128, maxnum, select, tanh_and_sech2
+from ._math import cast_like, exp_nonpositive, log1p_0_to_127, maxnum, select, tanh_and_sech2
 from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks, skip_row
 
 # int64 operands of ``select`` (two integer literals would have two literal types)
@@ -67,26 +76,90 @@ def _clip_probability(p, eps, one_minus_eps):
 
 
 @jit_inline
+def _add_unless_zero(a, b):
+    """``a + b`` that stays ``b`` exactly when ``a == 0``, whatever LLVM reassociates around it."""
+    return select(a == cast_like(0.0, a), b, a + b)
+
+
+@jit_inline
 def _exp_sum_block(x, g, i, lo, hi, m, store, masked_mark):
-    """``sum exp(x[i, c] - m)`` over classes ``lo:hi``, in the row's dtype.
+    """``(below, total)``: sums of ``exp(x[i, c] - m)`` over classes ``lo:hi``
+    in the row's dtype, ``total`` over all of them and ``below`` over those
+    under the maximum ``m`` (see :func:`_sum_and_log`).
 
     With ``store`` each term is also written to ``g[i, c]``, and
     ``masked_mark`` (a negative number) in place of a masked (``-inf``)
     class, so a later pass can tell it from an unmasked class whose
-    exponential underflowed to 0.  The loop reads a block before it writes
-    it: ``g`` may be ``x``.
+    exponential underflowed to 0; ``below`` is then not summed here (it is
+    returned as ``total``): the caller takes ``s - 1`` from the stored terms
+    with :func:`_stored_below_max` when the row needs it.  The loop reads a
+    block before it writes it: ``g`` may be ``x``.
     """
-    sb = cast_like(0.0, masked_mark)
+    zero = cast_like(0.0, masked_mark)
+    below = zero
+    total = zero
     if store:
         for j in range(lo, hi):
             v = x[i, j]
             e = exp_nonpositive(v - m)
-            sb += e
+            total += e
             g[i, j] = select(v == -np.inf, masked_mark, e)
+        below = total
     else:
         for j in range(lo, hi):
-            sb += exp_nonpositive(x[i, j] - m)
-    return sb
+            v = x[i, j]
+            e = exp_nonpositive(v - m)
+            below += select(v == m, zero, e)
+            total += e
+    return below, total
+
+
+@jit
+def _stored_below_max(g, i, C):
+    """``s - 1`` of a confident row ``i`` (``s < 1.5``) from its stored terms ``exp(x_c - m)`` in ``g[i]``.
+
+    The one term above 1/2 is the maximum's 1; the others are summed
+    without it, so the small part of ``s`` keeps its relative precision (in
+    the fused loop's sum it was rounded against the 1).  Stored masks
+    (negative marks) count as 0.  Reading the stored row again (in cache)
+    costs only the confident rows, where a select in the fused loops would
+    cost every row (measured +15 % at 4096 x 1000 float32).
+    """
+    like = g[i, 0]
+    zero = cast_like(0.0, like)
+    half = cast_like(0.5, like)
+    below = 0.0
+    for j0 in range(0, C, SUM_BLOCK):
+        sb = zero
+        for j in range(np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))):
+            e = g[i, j]
+            sb += select(e > half, zero, maxnum(e, zero))
+        below += sb
+    return below
+
+
+@jit_inline
+def _sum_and_log(below, total, m):
+    """``(s, s - 1, log s)`` of a row's ``s = sum_c exp(x_c - m)``, given the
+    sum over all classes (``total``) and, for a confident row, over the
+    classes below the maximum ``m`` (``below``), both float64.
+
+    A confident row (``total < 1.5``) has one class at the maximum, and
+    ``s - 1`` is ``below`` itself: the small part at full relative precision
+    (in ``total`` it is rounded against the 1), so ``log s = log1p(s - 1)``
+    keeps a loss of 1e-200.  Any other row has ``s >= 1.5`` and takes
+    ``total - 1`` (``below`` is not read).  A row whose maximum is not finite
+    (``+inf``, or every class masked) gives NaN, as ``exp(inf - inf)`` would.
+    """
+    # a branch, not arithmetic mixing total and below: under the reassoc flag
+    # LLVM may regroup such a sum in ways that cancel
+    if total < 1.5:
+        s_minus_1 = below
+    else:
+        s_minus_1 = total - 1.0
+    if not abs(m) < np.inf:
+        s_minus_1 = np.nan
+    return 1.0 + s_minus_1, s_minus_1, math.log1p(s_minus_1)
 
 
 @jit_inline
@@ -141,7 +214,8 @@ def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_den
     # label smoothing, z-loss or softcap (the wrappers refuse it).
     plain = not use_cap and ls == 0.0  # eps may be > 0
     store = want_grad
-    s = 0.0
+    below = 0.0  # sum of exp(x' - m) over the classes below the maximum
+    total = 0.0  # over all classes
     k_unmasked = 0
     w_unmasked = 0.0
     w_dist = 0.0  # sum over unmasked c of w_c (m - x'_c)
@@ -151,12 +225,14 @@ def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_den
     # loop body kept LLVM from vectorising it).
     for j0 in range(0, C, SUM_BLOCK):
         sb = zero
+        tb = zero
         lo, hi = np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))
         if plain and store:
             for j in range(lo, hi):
-                e = exp_nonpositive(x[i, j] - m)
+                v = x[i, j]
+                e = exp_nonpositive(v - m)
                 g[i, j] = e
-                sb += e
+                tb += e
         elif not use_cap:
             if ls > 0.0:
                 # label smoothing's float64 sums, read before this block is
@@ -165,7 +241,7 @@ def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_den
                 k_unmasked += dk
                 w_unmasked += dw
                 w_dist += dd
-            sb = _exp_sum_block(x, g, i, lo, hi, m, store, masked_mark)
+            sb, tb = _exp_sum_block(x, g, i, lo, hi, m, store, masked_mark)
         elif ls == 0.0 and store:
             # softcap: x' = cap tanh(x / cap), dx'/dx = 1 - tanh**2
             for j in range(lo, hi):
@@ -174,16 +250,23 @@ def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_den
                 c = select(v > -np.inf, capt * th, v)
                 c = select(v < np.inf, c, v - v)
                 e = exp_nonpositive(c - m)
-                sb += e
+                sb += select(c == m, zero, e)
+                tb += e
                 g[i, j] = e * d
         else:
             for j in range(lo, hi):
-                sb += exp_nonpositive(_capped(x[i, j], capt) - m)
-        s += sb
+                c = _capped(x[i, j], capt)
+                e = exp_nonpositive(c - m)
+                sb += select(c == m, zero, e)
+                tb += e
+        below += sb
+        total += tb
     if ls > 0.0 and use_cap:
         k_unmasked, w_unmasked, w_dist = _smoothing_sums(x, i, weight, np.uint64(0), Cu, m64, capt, True)
 
-    log_s = math.log(s)
+    if store and not use_cap:  # the stored terms are exp(x - m)
+        below = _stored_below_max(g, i, C) if total < 1.5 else 0.0
+    s, s_minus_1, log_s = _sum_and_log(below, total, m)
     lse = m + log_s
     if use_cap:
         x_y = _capped(x_y, capt)
@@ -235,7 +318,19 @@ def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_den
         d_y = one
         if use_cap:
             _, d_y = tanh_and_sech2(x_y_raw / capt)
-        g[i, y] -= cast_like((1.0 - ls) * w_y * inv_denom, x0) * d_y
+        if x_y == m:
+            # the target at the maximum: p_y = 1 / s and p_y - 1 = -(s - 1) / s, in float64
+            p_y = 1.0 / s
+            pm1 = -s_minus_1 * p_y
+            if eps > 0.0:
+                pm1 = min(max(pm1, eps - 1.0), -eps)  # clip(p_y, eps, 1 - eps) - 1
+                g_y = w_y * pm1
+            else:
+                g_y = (1.0 - ls) * w_y * pm1 + (ls_over_k * w_unmasked + 2.0 * z * w_y * lse) * p_y
+                g_y -= ls_over_k * weight[y]
+            g[i, y] = cast_like(g_y * inv_denom, x0) * d_y
+        else:
+            g[i, y] -= cast_like((1.0 - ls) * w_y * inv_denom, x0) * d_y
     return loss
 
 
@@ -262,7 +357,8 @@ def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_de
             k_unmasked += select(x[i, j] > -np.inf, _ONE, _ZERO)
     ls_over_k = ls / k_unmasked if ls > 0.0 else 0.0
 
-    s = 0.0
+    below = 0.0  # sum of exp(x' - m) over the classes below the maximum
+    total = 0.0  # over all classes
     q_total = 0.0
     q_dist = 0.0  # sum_c q_c (m - x'_c), terms with q_c == 0 skipped
     m64 = np.float64(m)
@@ -276,7 +372,9 @@ def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_de
     if use_cap:
         for j in range(Cu):
             v = _capped(x[i, j], capt)
-            s += exp_nonpositive(v - m)
+            e = np.float64(exp_nonpositive(v - m))
+            below += select(v == m, 0.0, e)
+            total += e
             q = (1.0 - ls) * t[i, j]
             if ls > 0.0:
                 q += select(x[i, j] > -np.inf, ls_over_k, 0.0)
@@ -294,9 +392,13 @@ def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_de
                 q *= weight[j]
                 q_total += q
                 q_dist += select(q != 0.0, q * (m64 - v), 0.0)
-            s += _exp_sum_block(x, g, i, lo, hi, m, store, masked_mark)
+            sb, tb = _exp_sum_block(x, g, i, lo, hi, m, store, masked_mark)
+            below += sb
+            total += tb
+        if store:
+            below = _stored_below_max(g, i, C) if total < 1.5 else 0.0
 
-    log_s = math.log(s)
+    s, s_minus_1, log_s = _sum_and_log(below, total, m)
     lse = m + log_s
     inv_s = 1.0 / s
     if eps > 0.0:
@@ -316,6 +418,20 @@ def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_de
             loss += z * lse * lse
 
     if want_grad:
+        # A confident row (s < 1.5) has one class at the maximum, where p = 1 / s
+        # is close to 1 and Q p - q would be the rounding residue of Q / s - q:
+        # that one class is found now (before an in-place pass overwrites x)
+        # and rewritten after the loops below (see _top_gradient).
+        top = -1
+        top_raw = zero
+        if total < 1.5:
+            for j in range(Cu):
+                v = x[i, j]
+                at_top = g[i, j] > cast_like(0.5, x0) if store else (_capped(v, capt) if use_cap else v) == m
+                if at_top:
+                    top = np.int64(j)
+                    top_raw = v
+                    break
         scale = cast_like((q_total + 2.0 * z * lse) * inv_s * inv_denom, x0)
         invd = cast_like(inv_denom, x0)
         one_minus_ls = cast_like(1.0 - ls, x0)
@@ -351,6 +467,19 @@ def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_de
                     q += select(x[i, j] > -np.inf, lsk, zero)
                 q *= cast_like(weight[j], x0)
                 g[i, j] = (exp_nonpositive(v - m) * scale - q * invd) * d
+        if top >= 0:
+            q_top = ((1.0 - ls) * t[i, top] + ls_over_k) * weight[top]
+            pm1 = -s_minus_1 * inv_s  # p - 1 at the maximum
+            if eps > 0.0:
+                pm1 = min(max(pm1, eps - 1.0), -eps)  # clip(p, eps, 1 - eps) - 1
+                extra = q_total * pm1
+            else:
+                extra = q_total * pm1 + 2.0 * z * lse * inv_s
+            d_top = one
+            if use_cap:
+                _, d_top = tanh_and_sech2(top_raw / capt)
+            # (Q - q) + extra, kept exactly extra when Q == q (a one-hot target)
+            g[i, top] = cast_like(_add_unless_zero(q_total - q_top, extra) * inv_denom, x0) * d_top
     return loss
 
 
@@ -463,7 +592,7 @@ def softmax_ce_prob_inplace_parallel(x, target, weight, ls, z, softcap, eps, inv
 # BLOCK_ROWS at a time and transposed into a (C, BLOCK_ROWS) scratch tile;
 # every loop then runs across the rows of the block with unit stride and a
 # fixed trip count, so it vectorises across rows, and the log of the row sums
-# is the vectorisable log_1_to_128 (the sum of exp(x - max) lies in [1, C]).
+# is the vectorisable log1p_0_to_127 (of s - 1, in [0, C - 1]).
 # This covers class indices with class weights, ignore_index and z_loss (q
 # stays one-hot); label smoothing, softcap and eps use the row loops.  The
 # in-place form calls the same kernels with grad = x: no loop reads x while
@@ -485,7 +614,7 @@ def _small_c_block(x, g, want_grad, target, weight, ignore_index, z, inv_denom, 
     first = np.uint64(r0)
     x0 = x[r0, 0]
     zero = cast_like(0.0, x0)
-    xt, m, s, x_y, scale, hit = t.tile, t.m, t.s, t.x_y, t.scale, t.hit
+    xt, m, s, total, x_y, scale, hit = t.tile, t.m, t.s, t.total, t.x_y, t.scale, t.hit
     w_y, kept = t.w_y, t.kept
     # Scalar per element or per row: the transpose in, and the gathers by
     # class index (unsigned indices: no wraparound branch).
@@ -507,21 +636,33 @@ def _small_c_block(x, g, want_grad, target, weight, ignore_index, z, inv_denom, 
             m[r] = maxnum(m[r], xt[j, r])
     for r in range(B):
         s[r] = zero
+        total[r] = zero
+    # s: the terms below the maximum, total: all terms (see _sum_and_log)
     for j in range(Cu):
         for r in range(B):
-            e = exp_nonpositive(xt[j, r] - m[r])
+            v = xt[j, r]
+            e = exp_nonpositive(v - m[r])
             xt[j, r] = e
-            s[r] += e
+            s[r] += select(v == m[r], zero, e)
+            total[r] += e
     for r in range(B):
-        s64 = np.float64(s[r])
-        log_s = log_1_to_128(s64)
-        lse = m[r] + log_s
-        nll = (m[r] - x_y[r]) + log_s
+        mr = m[r]
+        below = np.float64(s[r])
+        tot = np.float64(total[r])
+        s_minus_1 = select(tot < 1.5, below, tot - 1.0)  # as _sum_and_log
+        s_minus_1 = select(abs(mr) < np.inf, s_minus_1, np.nan)
+        s64 = 1.0 + s_minus_1
+        log_s = log1p_0_to_127(s_minus_1)
+        lse = mr + log_s
+        nll = (mr - x_y[r]) + log_s
         w = w_y[r]
         loss = w * nll + select(z > 0.0, z * w * lse * lse, 0.0)
         row_loss[first + r] = select(kept[r], loss, 0.0)
         scale[r] = select(kept[r], cast_like((w + 2.0 * z * w * lse) / s64 * inv_denom, x0), zero)
-        hit[r] = cast_like(w * inv_denom, x0)
+        # the target's gradient: subtract w from w p_y, or at the maximum set it to
+        # w ((p_y - 1) + 2 z lse p_y) with p_y - 1 = -(s - 1) / s (nothing cancels)
+        hit[r] = select(x_y[r] == mr, cast_like(w * (2.0 * z * lse - s_minus_1) / s64 * inv_denom, x0),
+                        cast_like(w * inv_denom, x0))
     if want_grad:
         for j in range(Cu):
             for r in range(B):
@@ -531,16 +672,19 @@ def _small_c_block(x, g, want_grad, target, weight, ignore_index, z, inv_denom, 
                 g[first + r, j] = xt[j, r]
         for r in range(B):
             i = first + r
-            y = target[i]
+            yu = np.uint64(target[i])
             if kept[r]:
-                g[i, np.uint64(y)] -= hit[r]
+                if x_y[r] == m[r]:
+                    g[i, yu] = hit[r]
+                else:
+                    g[i, yu] -= hit[r]
             else:  # zeros, also where the row holds NaN (0 * NaN would not be)
                 for j in range(Cu):
                     g[i, j] = zero
 
 
 #: the scratch arrays of one task of the few-classes kernels
-_TileFields = collections.namedtuple("_TileFields", "tile m s x_y scale hit w_y kept")
+_TileFields = collections.namedtuple("_TileFields", "tile m s total x_y scale hit w_y kept")
 
 
 @jit
@@ -548,7 +692,7 @@ def _small_c_rows(x, g, want_grad, target, weight, ignore_index, z, inv_denom, r
     C = x.shape[1]
     dt = x.dtype
     t = _TileFields(np.empty((C, BLOCK_ROWS), dtype=dt), np.empty(BLOCK_ROWS, dtype=dt),
-                    np.empty(BLOCK_ROWS, dtype=dt), np.empty(BLOCK_ROWS, dtype=dt),
+                    np.empty(BLOCK_ROWS, dtype=dt), np.empty(BLOCK_ROWS, dtype=dt), np.empty(BLOCK_ROWS, dtype=dt),
                     np.empty(BLOCK_ROWS, dtype=dt), np.empty(BLOCK_ROWS, dtype=dt),
                     np.empty(BLOCK_ROWS, dtype=np.float64), np.empty(BLOCK_ROWS, dtype=np.bool_))
     for r0 in range(lo, hi, BLOCK_ROWS):
