@@ -50,7 +50,8 @@ def assert_rel(got, want, what):
     with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0 where both underflow to 0 (masked by the where)
         err = np.where(got == want, 0.0, np.abs(got - want) / np.abs(want))
     worst = np.unravel_index(np.argmax(err), err.shape)
-    assert err.max() <= RTOL, f"{what}: relative error {err.max():.2e} at {worst} (got {got[worst]!r}, want {want[worst]!r})"
+    assert err.max() <= RTOL, (f"{what}: relative error {err.max():.2e} at {worst} "
+                               f"(got {got[worst]!r}, want {want[worst]!r})")
 
 
 @pytest.mark.parametrize("C", [10, 37, 600])  # the few-classes tile, one block, two blocks of the row kernel
@@ -150,7 +151,8 @@ def test_linear_cross_entropy(rng):
 
 @pytest.mark.parametrize("eps", [1e-6, 1e-12])
 def test_seed_softmax_module(eps, rng):
-    """``SoftmaxCrossEntropy``: ``p`` clipped to ``[eps, 1 - eps]`` (real numbers), loss ``-log p_y``, grad ``p - y``."""
+    """``SoftmaxCrossEntropy``: ``p`` clipped to ``[eps, 1 - eps]`` (real numbers), loss ``-log p_y``, grad
+    ``p - y``."""
     x, y = confident_rows(37, rng)
     module = nn.SoftmaxCrossEntropy(eps=eps)
     loss = module.forward(x, np.eye(37)[y])
