@@ -1,4 +1,4 @@
-"""The ``numloss`` command line: ``numloss bench``, ``numloss check`` and ``numloss warmup``."""
+"""The ``numloss`` command line: ``bench``, ``check``, ``warmup`` and ``info`` (argparse subcommands)."""
 
 import argparse
 import json
@@ -25,17 +25,15 @@ def _print_table(rows, file):
         )
 
 
-def bench(argv):
-    import os
-
-    parser = argparse.ArgumentParser(prog="numloss bench", description=(
+def _bench_arguments(parser):
+    parser.description = (
         "Throughput of every loss over representative shapes: wall time (minimum over repeats), effective "
-        "bandwidth (logits read + gradient written [+ dense targets read]) and %% of the bound set by a plain "
+        "bandwidth (logits read + gradient written [+ dense targets read]) and % of the bound set by a plain "
         "streaming kernel on the same bytes, with out= preallocated and in place (out=logits); beside them the "
         "NumPy baseline and, where installed, PyTorch and JAX (x = their time / ours). Every contender runs in "
         "a fresh process of its own, pinned to the same THREADS cores with its thread pools set to THREADS, "
         "and the processes are interleaved over ROUNDS rounds; the table shows the minimum over rounds, the "
-        "JSON the minimum and the median."))
+        "JSON the minimum and the median.")
     parser.add_argument("--quick", action="store_true", help="a few small cases only")
     parser.add_argument("--json", action="store_true", help="print the environment and rows as JSON on stdout")
     parser.add_argument("--output", metavar="FILE", help="also write the environment and rows as JSON to FILE")
@@ -45,7 +43,10 @@ def bench(argv):
     parser.add_argument("--filter", default="", help="only cases whose label contains this text")
     parser.add_argument("--no-peers", action="store_true", help="numloss only (no NumPy/PyTorch/JAX)")
     parser.add_argument("--repeat", type=int, default=7, help="timed calls per process (minimum kept)")
-    args = parser.parse_args(argv)
+
+
+def bench(args):
+    import os
 
     from . import _bench
 
@@ -60,7 +61,14 @@ def bench(argv):
           "untimed; `numloss warmup` compiles them all ahead, in parallel)", file=progress)
     rows, linear_rows, env = _bench.run_rounds(cases, linear, threads, rounds=args.rounds, repeat=args.repeat,
                                                contenders=contenders, progress=progress)
-    report = {"environment": env, "rows": rows, "linear_rows": linear_rows}
+    interop = None
+    if "torch" in contenders and not args.quick and args.filter in "interop":
+        print("interop: a NumPy matmul, a PyTorch cross-entropy and numloss alternating in one process "
+              f"({args.rounds} processes)", file=progress)
+        interop = {"default environment": _bench.run_interop(threads, rounds=args.rounds),
+                   "OMP_WAIT_POLICY=PASSIVE": _bench.run_interop(
+                       threads, rounds=args.rounds, env=dict(_bench.thread_env(threads), OMP_WAIT_POLICY="PASSIVE"))}
+    report = {"environment": env, "rows": rows, "linear_rows": linear_rows, "interop": interop}
     if args.output:
         with open(args.output, "w") as f:
             json.dump(report, f, indent=1)
@@ -72,15 +80,19 @@ def bench(argv):
         if rows:
             _print_table(rows, sys.stdout)
         _bench.print_linear_table(linear_rows, sys.stdout)
+        for setting, row in (interop or {}).items():
+            _bench.print_interop(row, setting, sys.stdout)
     return 0
 
 
-def check(argv):
-    parser = argparse.ArgumentParser(prog="numloss check", description=(
+def _check_arguments(parser):
+    parser.description = (
         "Self-test: every gradient against central finite differences (float64) and every loss against the "
-        "NumPy baseline on random inputs, for float32 and float64."))
+        "NumPy baseline on random inputs, for float32 and float64.")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+
+
+def check(args):
     from ._check import run_checks
 
     failures = run_checks(seed=args.seed, out=sys.stdout)
@@ -88,23 +100,29 @@ def check(argv):
     return 1 if failures else 0
 
 
-def warmup(argv):
+def _warmup_arguments(parser):
     from . import _registry
 
-    parser = argparse.ArgumentParser(prog="numloss warmup", description=(
+    parser.description = (
         "Compile (or load from Numba's disk cache) every kernel of every loss: serial and parallel, out of place "
         "and in place, for each dtype, in parallel worker processes. Run it once where the cache will be read: "
-        "at a Docker image's build (with a fixed NUMBA_CACHE_DIR), on each cluster worker, before a CI test run."))
+        "at a Docker image's build (with a fixed NUMBA_CACHE_DIR), on each cluster worker, before a CI test run.")
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: the cores available)")
     parser.add_argument("--dtypes", default=",".join(_registry.DTYPES),
                         help="comma-separated logits dtypes (default: %(default)s)")
     parser.add_argument("--losses", default="", help="comma-separated loss names (default: all: "
                         + ", ".join(loss.name for loss in _registry.LOSSES) + ")")
-    args = parser.parse_args(argv)
+
+
+def warmup(args):
+    from . import _registry
+
     losses = [name for name in args.losses.split(",") if name] or None
     for name in losses or ():
         if name not in _registry.BY_NAME:
-            parser.error(f"unknown loss {name!r}; choose from {', '.join(_registry.BY_NAME)}")
+            print(f"numloss warmup: unknown loss {name!r}; choose from {', '.join(_registry.BY_NAME)}",
+                  file=sys.stderr)
+            return 2
     from ._warmup import warmup as run
 
     report = run(losses, [d for d in args.dtypes.split(",") if d], jobs=args.jobs, progress=sys.stderr)
@@ -112,27 +130,56 @@ def warmup(argv):
     return 0
 
 
-COMMANDS = {"bench": bench, "check": check, "warmup": warmup}
-USAGE = "usage: numloss {bench,check,warmup} [options]   (numloss COMMAND --help for each)"
+def _info_arguments(parser):
+    parser.description = (
+        "What numloss runs on here: versions, the CPU and its vector features, Numba's threading layer, the "
+        "BLAS and which path the fused linear CE takes, the kernel cache. Paste it into a bug report.")
+    parser.add_argument("--json", action="store_true", help="as JSON")
+
+
+def info(args):
+    from . import _info
+
+    facts = _info.collect()
+    if args.json:
+        json.dump(facts, sys.stdout, indent=1)
+        print()
+    else:
+        print(_info.format_facts(facts))
+    return 0
+
+
+#: name -> (one-line help, add its arguments, run it)
+COMMANDS = {
+    "bench": ("throughput of every loss against NumPy, PyTorch and JAX", _bench_arguments, bench),
+    "check": ("self-test against finite differences and the NumPy baseline", _check_arguments, check),
+    "warmup": ("compile every kernel ahead of time (fills Numba's disk cache)", _warmup_arguments, warmup),
+    "info": ("versions, CPU, threading layer, BLAS and cache: for bug reports", _info_arguments, info),
+}
+
+
+def parser():
+    """The ``numloss`` argument parser: one subcommand per entry of :data:`COMMANDS`."""
+    from . import __version__
+
+    top = argparse.ArgumentParser(prog="numloss", description="Fused classification losses for NumPy on the CPU.")
+    top.add_argument("--version", action="version", version=f"numloss {__version__}")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (summary, add_arguments, run) in COMMANDS.items():
+        command = sub.add_parser(name, help=summary)
+        add_arguments(command)
+        command.set_defaults(run=run)
+    return top
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("-h", "--help"):
-        print(USAGE)
-        print("  bench    throughput of every loss against NumPy, PyTorch and JAX\n"
-              "  check    self-test against finite differences and the NumPy baseline\n"
-              "  warmup   compile every kernel ahead of time (fills Numba's disk cache)")
-        return 0
-    if argv and argv[0] == "--version":
-        from . import __version__
-
-        print(f"numloss {__version__}")
-        return 0
-    if not argv or argv[0] not in COMMANDS:
-        print(USAGE, file=sys.stderr)
+    top = parser()
+    args = top.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command is None:
+        top.print_usage(sys.stderr)
+        print("numloss: a COMMAND is needed (numloss --help lists them)", file=sys.stderr)
         return 2
-    return COMMANDS[argv[0]](argv[1:])
+    return args.run(args)
 
 
 if __name__ == "__main__":

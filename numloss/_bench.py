@@ -204,7 +204,9 @@ def jax_call(case, args, kwargs):
         import jax.numpy as jnp
     except ImportError:
         return None
-    if case.group != "plain" or case.dtype != "float32":
+    if case.group != "plain":
+        return None
+    if case.dtype == "float64" and not jax.config.jax_enable_x64:
         return None
     x = jax.device_put(args[0])
     t = jax.device_put(args[1])
@@ -562,6 +564,10 @@ def worker_main(argv):
 
         _parallel.threading_layer()  # preload TBB before the pool starts
         numba.set_num_threads(threads)
+    elif contender == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)  # float64 cases in float64 (float32 arrays stay float32)
     by_label = {c.label: c for c in CASES}
     by_label.update({c.label: c for c in LINEAR_CASES})
     result = {"contender": contender, "cores": cores, "times": {}}
@@ -672,5 +678,107 @@ def run_rounds(cases, linear_cases, threads, rounds=3, repeat=7, contenders=None
     return rows, linear_rows, environment(threads, worker_threads)
 
 
+# ==================================================================== a training loop's three thread pools
+
+
+def interop_times(threads, iterations=60):
+    """One process, the pattern of a training step: a NumPy matmul (OpenBLAS's pool), a PyTorch
+    cross-entropy forward + backward (its OpenMP pool) and a numloss call (Numba's TBB pool).
+
+    Returns the median per-call ms of each op: alone (``*_alone``), in the
+    loop of the two others (``*_without_numloss``), and in the loop of all
+    three (``*_with_numloss``), after a warm-up pass of each.
+    """
+    import numba
+    import torch
+    import torch.nn.functional as F
+
+    import numloss
+
+    numba.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((768, 768), dtype=np.float32)
+    b = rng.standard_normal((768, 768), dtype=np.float32)
+    x = rng.standard_normal((4096, 1000), dtype=np.float32) * 2
+    y = rng.integers(0, 1000, 4096)
+    g = np.empty_like(x)
+    tx, ty = torch.from_numpy(x.copy()), torch.from_numpy(y)
+
+    def torch_op():
+        xr = tx.detach().requires_grad_()
+        F.cross_entropy(xr, ty).backward()
+
+    ops = {"matmul": lambda: a @ b, "torch": torch_op,
+           "numloss": lambda: numloss.softmax_cross_entropy_with_grad(x, y, out=g)}
+
+    def loop(names):
+        times = {name: [] for name in names}
+        for _ in range(iterations):
+            for name in names:
+                t0 = time.perf_counter()
+                ops[name]()
+                times[name].append(time.perf_counter() - t0)
+        return {name: statistics.median(v) * 1e3 for name, v in times.items()}
+
+    for fn in ops.values():
+        fn()
+    result = {}
+    for name in ops:
+        result[f"{name}_alone"] = loop([name])[name]
+    for name, ms in loop(["matmul", "torch"]).items():
+        result[f"{name}_without_numloss"] = ms
+    for name, ms in loop(["matmul", "torch", "numloss"]).items():
+        result[f"{name}_with_numloss"] = ms
+    return result
+
+
+def interop_main(argv):
+    """``python -m numloss._bench interop THREADS``: pinned like a contender; one JSON object on stdout."""
+    threads = int(argv[0])
+    pin_to_cores(threads)
+    from . import _parallel
+
+    _parallel.threading_layer()
+    json.dump(interop_times(threads), sys.stdout)
+    return 0
+
+
+def run_interop(threads, rounds=3, env=None):
+    """:func:`interop_times` in ``rounds`` fresh processes: the minimum over processes of each median,
+    and the three ratios (matmul and PyTorch with numloss / without; numloss in the loop / alone)."""
+    samples = {}
+    for _ in range(rounds):
+        proc = subprocess.run([sys.executable, "-m", "numloss._bench", "interop", str(threads)],
+                              env=env or thread_env(threads), stdout=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the interop benchmark process failed (exit status {proc.returncode})")
+        for key, ms in json.loads(proc.stdout).items():
+            samples.setdefault(key, []).append(ms)
+    row = {key: min(v) for key, v in samples.items()}
+    row["x_matmul"] = row["matmul_with_numloss"] / row["matmul_without_numloss"]
+    row["x_torch"] = row["torch_with_numloss"] / row["torch_without_numloss"]
+    row["x_numloss"] = row["numloss_with_numloss"] / row["numloss_alone"]
+    return row
+
+
+def print_interop(row, setting, file):
+    """The training-loop row: each op's median ms alone, in the loop without numloss, and with it."""
+    print(file=file)
+    print(f"training-loop pattern, one process, {setting} (768x768 float32 matmul; PyTorch and numloss "
+          "softmax CE 4096x1000 float32, forward + backward); median ms per call", file=file)
+    head = f"{'op':<10} {'alone':>8} {'loop without numloss':>21} {'loop with numloss':>18} {'ratio':>6}"
+    print(head, file=file)
+    print("-" * len(head), file=file)
+    for op, ratio in (("matmul", "x_matmul"), ("torch", "x_torch"), ("numloss", "x_numloss")):
+        without = row.get(f"{op}_without_numloss")
+        without = f"{without:.2f}" if without is not None else "-"
+        print(f"{op:<10} {row[op + '_alone']:>8.2f} {without:>21} {row[op + '_with_numloss']:>18.2f} "
+              f"{row[ratio]:>6.2f}", file=file)
+    print("ratio: with numloss / without (matmul, torch); in the loop / alone (numloss)", file=file)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["interop"]:
+        sys.exit(interop_main(sys.argv[2:]))
     sys.exit(worker_main(sys.argv[1:]))

@@ -1,7 +1,8 @@
 """Seed-compatible modules for a from-scratch training loop.
 
-The classes mirror the seed's (the from-scratch deep-learning series in
-``shared/seed``): ``forward(x, label_onehot)`` returns a Python float,
+The classes mirror those of the from-scratch deep-learning series numloss
+grew from (its NumPy ``SigmoidCrossEntropy`` and ``SoftmaxCrossEntropy``):
+``forward(x, label_onehot)`` returns a Python float,
 ``backward()`` returns the gradient with respect to ``x`` in ``x``'s dtype.
 Values are the seed's: the loss is summed over classes and divided by the
 batch size (``x.shape[0]``), probabilities are clipped to ``[eps, 1 - eps]``

@@ -4,6 +4,7 @@ Each case runs in a fresh interpreter (``subprocess``): Numba decides where its
 disk cache goes when the kernels are decorated, once per process.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -123,12 +124,23 @@ def test_warmup_report_and_arguments():
         numloss.warmup(["no_such_loss"], jobs=1)
 
 
-def test_command_line_warmup_help_and_version():
+def test_command_line_help_version_and_info():
     for args, expect in ((["--help"], "warmup"), (["--version"], numloss.__version__),
-                         (["warmup", "--help"], "NUMBA_CACHE_DIR")):
+                         (["warmup", "--help"], "NUMBA_CACHE_DIR"), (["bench", "--help"], "% of the bound"),
+                         (["check", "--help"], "finite differences"), (["info"], "threading_layer")):
         proc = subprocess.run([sys.executable, "-m", "numloss", *args], capture_output=True, text=True, timeout=120,
                               cwd=REPO)
         assert proc.returncode == 0 and expect in proc.stdout, (args, proc.stdout, proc.stderr)
+        assert "%%" not in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "numloss", "info", "--json"], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    facts = json.loads(proc.stdout)
+    assert facts["numloss"] == numloss.__version__ and facts["numba_threads"] >= 1
+    assert facts["kernel_cache_writable"] in (True, False)
+    for args in ([], ["no-such-command"], ["warmup", "--losses", "no_such_loss"]):  # usage errors: status 2
+        proc = subprocess.run([sys.executable, "-m", "numloss", *args], capture_output=True, text=True, timeout=120,
+                              cwd=REPO)
+        assert proc.returncode == 2 and proc.stderr, (args, proc.stdout, proc.stderr)
 
 
 def test_warmup_with_worker_processes_from_a_script_without_a_main_guard(tmp_path):
