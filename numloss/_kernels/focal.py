@@ -39,9 +39,12 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
-from ._math import cast_like, exp, log1p_unit
+from ._math import cast_like, exp, exp_nonpositive, log1p_unit, select
 from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks, skip_row
 from .softmax import SUM_BLOCK, _exp_sum_block, _row_max, _stored_below_max, _sum_and_log
+
+#: how a row of the sigmoid focal loss forms q**gamma (see _sigmoid_focal_row and _sigmoid_focal_range)
+SQUARE, HARD, POW = 0, 1, 2
 
 
 @jit_inline
@@ -58,12 +61,16 @@ def _power(q, gamma, gamma_t):
 
 @jit_inline
 def _sigmoid_focal_range(x, t, i, lo, hi, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad, el, want_elem,
-                         square):
+                         square, hard):
     """Sum (row's dtype) of the losses of ``x[i, lo:hi]``; writes ``g`` and ``el`` there when wanted.
 
-    ``square`` and ``want_elem`` are literals at each call site: ``q * q`` for
-    the focal factor keeps the common ``gamma = 2`` loop free of libm calls,
-    and LLVM does not vectorise a loop with two conditional stores.
+    ``square``, ``hard`` and ``want_elem`` are literals at each call site;
+    the first two say how the focal factor ``q**gamma`` is formed: ``q * q``
+    (the common ``gamma = 2``), ``exp(gamma log q)`` with ``log q`` the
+    softplus already computed (exact for targets 0 and 1 only), or else
+    :func:`_power` (a libm ``pow`` per element: scalar code).  The
+    first two keep the loop free of libm calls.  LLVM does not vectorise a
+    loop with two conditional stores, hence ``want_elem`` as a literal.
     """
     x0 = x[i, lo]
     zero = cast_like(0.0, x0)
@@ -82,7 +89,12 @@ def _sigmoid_focal_range(x, t, i, lo, hi, use_alpha, alpha_t, gamma, gamma_t, in
         p_neg = e * inv1pe if v >= zero else inv1pe  # 1 - p without cancellation
         ce = (tj * sp_neg if tj != zero else zero) + ((one - tj) * sp_pos if tj != one else zero)
         q = p * (one - tj) + p_neg * tj
-        qg = q * q if square else _power(q, gamma, gamma_t)
+        if square:
+            qg = q * q
+        elif hard:  # log q = log(1 - p) = -sp_pos for t = 1, log p = -sp_neg for t = 0
+            qg = exp_nonpositive(-gamma_t * (tj * sp_pos + (one - tj) * sp_neg))
+        else:
+            qg = _power(q, gamma, gamma_t)
         w = alpha_t * tj + (one - alpha_t) * (one - tj) if use_alpha else one
         wq = w * qg
         lj = wq * ce
@@ -112,18 +124,36 @@ def _sigmoid_focal_row(x, t, i, alpha, gamma, inv_denom, g, want_grad, el, want_
     gamma_t = cast_like(gamma, x0)
     use_alpha = alpha >= 0.0
     alpha_t = cast_like(alpha if use_alpha else 0.5, x0)
+    power = SQUARE
+    if gamma == 0.0 or gamma == 1.0:
+        power = POW  # no libm call in _power for these
+    elif gamma != 2.0:
+        # targets all 0 or 1 (as in detection): q**gamma from the softplus, vectorised
+        soft = cast_like(0.0, x0)
+        for j in range(np.uint64(C)):
+            tj = t[i, j]
+            soft += select((tj != cast_like(0.0, x0)) & (tj != cast_like(1.0, x0)), cast_like(1.0, x0),
+                           cast_like(0.0, x0))
+        power = HARD if soft == cast_like(0.0, x0) else POW
     total = 0.0
     for j0 in range(0, C, SUM_BLOCK):
         j1 = min(j0 + SUM_BLOCK, C)
-        if gamma != 2.0:  # libm pow per element: scalar code either way
+        if power == POW:  # libm pow per element: scalar code either way
             total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad,
-                                          el, want_elem, False)
+                                          el, want_elem, False, False)
+        elif power == HARD:
+            if want_elem:
+                total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g,
+                                              want_grad, el, True, False, True)
+            else:
+                total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g,
+                                              want_grad, el, False, False, True)
         elif want_elem:
             total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad,
-                                          el, True, True)
+                                          el, True, True, False)
         else:
             total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad,
-                                          el, False, True)
+                                          el, False, True, False)
     return total
 
 
