@@ -39,7 +39,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
-from ._math import cast_like, exp, maxnum
+from ._math import cast_like, exp, maxnum, select
 from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks, skip_row
 
 #: classes per float32/float64 partial sum of exponentials (then summed in float64)
@@ -72,13 +72,15 @@ def _target_phi(c, kind, margin, cos_m, sin_m, th, mm, sin_floor):
 
 
 @jit_inline
-def _sum_exp_scaled(x, g, i, lo, hi, st, m, store):
-    """``sum_{lo <= j < hi} exp(st x[i, j] - m)`` in the row's dtype; stores the terms in ``g[i]`` if ``store``."""
+def _sum_exp_scaled(x, g, i, lo, hi, st, m, store, masked_mark):
+    """``sum_{lo <= j < hi} exp(st x[i, j] - m)`` in the row's dtype; stores the terms in ``g[i]`` if
+    ``store``, with ``masked_mark`` (negative, or 0) in place of a masked (``-inf``) class."""
     sb = cast_like(0.0, st)
     if store:
         for j in range(np.uint64(lo), np.uint64(hi)):
-            e = exp(x[i, j] * st - m)
-            g[i, j] = e
+            v = x[i, j]
+            e = exp(v * st - m)
+            g[i, j] = select(v == -np.inf, masked_mark, e)
             sb += e
     else:
         for j in range(np.uint64(lo), np.uint64(hi)):
@@ -94,10 +96,10 @@ def _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, s
     zero = cast_like(0.0, x0)
     ninf = cast_like(-np.inf, x0)
     st = cast_like(scale, x0)
-    phi, dphi = _target_phi(np.float64(x[i, y]), kind, margin, cos_m, sin_m, th, mm, sin_floor)
+    x_y_raw = x[i, y]  # read before an in-place pass overwrites the row
+    phi, dphi = _target_phi(np.float64(x_y_raw), kind, margin, cos_m, sin_m, th, mm, sin_floor)
     zy = scale * phi
     zy_t = cast_like(zy, x0)
-    yu = np.uint64(y)
     # Loops over the classes other than y run as two plain ranges, [0, y) and
     # (y, C): a per-element "j != y" select keeps LLVM from vectorising them.
     mo = ninf
@@ -107,29 +109,43 @@ def _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, s
         mo = maxnum(mo, x[i, j])
     m = maxnum(mo * st, zy_t)
 
-    # Without label smoothing exp(z - m) goes straight into the gradient row
-    # and is rescaled below (one exponential per element); sums run in the
-    # row's dtype over blocks of SUM_BLOCK classes, the block sums in float64.
-    store = want_grad and ls == 0.0
+    # exp(z - m) goes straight into the gradient row (-1 marking a masked
+    # class under label smoothing) and is rescaled below: one exponential per
+    # element; sums run in the row's dtype over blocks of SUM_BLOCK classes,
+    # the block sums in float64.
+    store = want_grad
+    masked_mark = cast_like(-1.0 if ls > 0.0 else 0.0, x0)
     # the target's term in float64 from the float64 zy, the same zy as in nll below: with
     # exp(zy_t - m) (zy rounded to the row's dtype) a confident float32 row's loss was off by
     # half an ulp of zy and could come out negative
     m64 = np.float64(m)
+    k_unmasked = 0.0
+    w_unmasked = 0.0
+    w_dist = 0.0  # sum over unmasked j of w_j (m - z_j), in float64
+    if ls > 0.0:
+        # over every class as if z_y were s x_y (one branch-free loop, vectorised; before
+        # the exponentials' pass, which may overwrite x in place), then the target's term swapped for z_y's
+        for j in range(np.uint64(C)):
+            v = x[i, j]
+            unmasked = v > -np.inf
+            wj = weight[j]
+            k_unmasked += select(unmasked, 1.0, 0.0)
+            w_unmasked += select(unmasked, wj, 0.0)
+            w_dist += select(unmasked, wj * (m64 - np.float64(v * st)), 0.0)
+        w_y = weight[y]
+        if x_y_raw > -np.inf:
+            k_unmasked -= 1.0
+            w_unmasked -= w_y
+            w_dist -= w_y * (m64 - np.float64(x_y_raw * st))
+        if zy > -np.inf:
+            k_unmasked += 1.0
+            w_unmasked += w_y
+            w_dist += w_y * (m64 - zy)
     s = 0.0  # the classes other than y; the target's term exp(zy - m) is added below
     for j0 in range(0, C, SUM_BLOCK):
         j1 = min(j0 + SUM_BLOCK, C)
-        s += _sum_exp_scaled(x, g, i, j0, min(j1, y), st, m, store) + _sum_exp_scaled(
-            x, g, i, max(j0, y + 1), j1, st, m, store)
-    k_unmasked = 0
-    w_unmasked = 0.0
-    w_dist = 0.0  # sum over unmasked j of w_j (m - z_j)
-    if ls > 0.0:
-        for j in range(np.uint64(C)):
-            zj = x[i, j] * st if j != yu else zy_t
-            if zj > -np.inf:
-                k_unmasked += 1
-                w_unmasked += weight[j]
-                w_dist += weight[j] * (m - zj)
+        s += _sum_exp_scaled(x, g, i, j0, min(j1, y), st, m, store, masked_mark) + _sum_exp_scaled(
+            x, g, i, max(j0, y + 1), j1, st, m, store, masked_mark)
     # log(exp(zy - m) + s) as log1p(expm1(zy - m) + s): when the target is the maximum
     # (zy - m is 0, or the rounding of zy to the row's dtype) the small part s stays exact
     s_minus_1 = math.expm1(zy - m64) + s
@@ -145,16 +161,15 @@ def _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, s
     if want_grad:
         coef_total = (1.0 - ls) * w_y + ls_over_k * w_unmasked
         sc = cast_like(coef_total / s * inv_denom * scale, x0)
-        if store:
+        if ls == 0.0:
             for j in range(np.uint64(C)):
                 g[i, j] *= sc
         else:
             smooth = cast_like(ls_over_k * inv_denom * scale, x0)
+            masked_g = zero * sc  # 0, or NaN for a NaN row, as 0 * sc elsewhere
             for j in range(np.uint64(C)):
-                zj = x[i, j] * st if j != yu else zy_t
-                gj = exp(zj - m) * sc
-                gj -= smooth * cast_like(weight[j], x0) if zj > -np.inf else zero
-                g[i, j] = gj
+                e = g[i, j]
+                g[i, j] = select(e < zero, masked_g, e * sc - smooth * cast_like(weight[j], x0))
         # the target column, in float64 from the saved target logit (x[i, y] may be overwritten)
         # Q p_y - q_y with p_y - 1 = -u = expm1(-nll): no cancellation as p_y -> 1
         p_y = math.exp(-nll)
