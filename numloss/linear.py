@@ -6,7 +6,7 @@ buffer, the fused softmax kernel (:mod:`numloss._kernels.softmax`) turns that
 buffer into the gradient in place with the *global* ``1 / denominator``, and
 the gradient chunk is immediately consumed by the two backward products:
 ``d_hidden[chunk] = g @ weight`` and ``d_weight += g.T @ hidden[chunk]``.
-See the README's section on ``linear_cross_entropy`` for the memory formula and the measurements.
+See docs/linear.md for the memory formula and the measurements.
 """
 
 import numbers
@@ -25,7 +25,7 @@ from .softmax import run_int_kernel
 #: Each chunk streams all of ``weight`` through BLAS twice and ``d_weight``
 #: once, but the products are compute-bound at these sizes: at 8192 x 2048 x
 #: 32000, chunks of 512, 768 and 1024 rows timed the same within this
-#: project's machine's noise (README).
+#: project's machine's noise (docs/linear.md).
 DEFAULT_CHUNK_BYTES = 64 << 20
 
 
