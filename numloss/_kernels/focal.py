@@ -127,6 +127,8 @@ def _sigmoid_focal_row(x, t, i, alpha, gamma, inv_denom, g, want_grad, el, want_
     power = SQUARE
     if gamma == 0.0 or gamma == 1.0:
         power = POW  # no libm call in _power for these
+    elif gamma != 2.0 and want_elem:
+        power = POW  # (reduction="none": the exp form is compiled only for the reduced losses)
     elif gamma != 2.0:
         # targets all 0 or 1 (as in detection): q**gamma from the softplus, vectorised
         soft = cast_like(0.0, x0)
@@ -142,12 +144,8 @@ def _sigmoid_focal_row(x, t, i, alpha, gamma, inv_denom, g, want_grad, el, want_
             total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad,
                                           el, want_elem, False, False)
         elif power == HARD:
-            if want_elem:
-                total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g,
-                                              want_grad, el, True, False, True)
-            else:
-                total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g,
-                                              want_grad, el, False, False, True)
+            total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad,
+                                          el, False, False, True)
         elif want_elem:
             total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad,
                                           el, True, True, False)
