@@ -43,10 +43,22 @@ def _bench_arguments(parser):
     parser.add_argument("--filter", default="", help="only cases whose label contains this text")
     parser.add_argument("--no-peers", action="store_true", help="numloss only (no NumPy/PyTorch/JAX)")
     parser.add_argument("--repeat", type=int, default=7, help="timed calls per process (minimum kept)")
+    parser.add_argument("--compare", nargs=2, metavar=("OLD.json", "NEW.json"),
+                        help="compare two --output files (no timing): NEW / OLD per row and contender")
+    parser.add_argument("--threshold", type=float, default=0.10,
+                        help="with --compare: flag changes beyond this fraction (default: %(default)s)")
 
 
 def bench(args):
     import os
+
+    if args.compare:
+        from . import _bench
+
+        with open(args.compare[0]) as f_old, open(args.compare[1]) as f_new:
+            old, new = json.load(f_old), json.load(f_new)
+        print(_bench.compare_reports(old, new, args.threshold))
+        return 0
 
     from . import _bench
 

@@ -612,6 +612,43 @@ def environment(threads, worker_threads):
             "cores_available": len(os.sched_getaffinity(0)), "threads": threads, "contenders": worker_threads}
 
 
+#: the time columns --compare reads from a report's rows (ms; lower is better)
+TIME_KEYS = ("out_ms", "inplace_ms", "numloss_ms", "bound_ms", "numpy_ms", "torch_ms", "torch_chunked_ms", "jax_ms")
+
+
+def compare_reports(old, new, threshold=0.10):
+    """A table of ``NEW / OLD`` per case and time column of two ``numloss bench --output`` reports.
+
+    Rows are matched by case label; a ratio beyond ``1 +- threshold`` is
+    flagged (``slower`` / ``faster``).  The environments' differences (CPU,
+    versions, threads) are listed first: a ratio across machines says little.
+    """
+    lines = []
+    env_old, env_new = old.get("environment", {}), new.get("environment", {})
+    for key in ("cpu", "numloss", "numpy", "numba", "python", "threads"):
+        if env_old.get(key) != env_new.get(key):
+            lines.append(f"environment differs: {key} {env_old.get(key)!r} -> {env_new.get(key)!r}")
+    old_rows = {r["case"]: r for r in old.get("rows", []) + old.get("linear_rows", [])}
+    head = f"{'case':<56} {'time':<17} {'old ms':>10} {'new ms':>10} {'new/old':>8}"
+    lines += [head, "-" * len(head)]
+    flagged = 0
+    for row in new.get("rows", []) + new.get("linear_rows", []):
+        before = old_rows.get(row["case"])
+        if before is None:
+            lines.append(f"{row['case']:<56} (not in OLD)")
+            continue
+        for key in TIME_KEYS:
+            a, b = before.get(key), row.get(key)
+            if not a or not b:
+                continue
+            ratio = b / a
+            flag = "  slower" if ratio > 1 + threshold else "  faster" if ratio < 1 - threshold else ""
+            flagged += bool(flag)
+            lines.append(f"{row['case']:<56} {key[:-3]:<17} {a:>10.2f} {b:>10.2f} {ratio:>8.2f}{flag}")
+    lines.append(f"{flagged} change(s) beyond {threshold:.0%}")
+    return "\n".join(lines)
+
+
 def format_environment(env):
     """Two lines for the top of the table."""
     peers = "; ".join(f"{name}: " + ", ".join(f"{k} {v}" for k, v in info.items())

@@ -1,0 +1,50 @@
+"""``numloss bench``: contenders in processes of their own, on the thread count asked for; ``--compare``.
+
+Nothing here asserts a speed (that is the bench's and asv's job): only that
+the processes run, report the threads they were given, and that the JSON
+and the comparison carry what they promise.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from numloss import _bench
+
+REPO = Path(__file__).resolve().parent.parent
+CASE = "softmax_cross_entropy plain 4096x1000 float32"
+
+
+def test_one_thread_run_writes_environment_rows_and_each_contenders_thread_count(tmp_path):
+    out = tmp_path / "run.json"
+    proc = subprocess.run([sys.executable, "-m", "numloss", "bench", "--quick", "--threads", "1", "--rounds", "1",
+                           "--repeat", "1", "--filter", CASE, "--output", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    env = report["environment"]
+    assert env["threads"] == 1 and env["numloss"] and env["cpu"]
+    assert env["contenders"]["numloss"]["numba_threads"] == 1
+    if "torch" in env["contenders"]:
+        assert env["contenders"]["torch"]["torch_threads"] == 1
+    (row,) = report["rows"]
+    assert row["case"] == CASE and row["threads"] == 1 and row["rounds"] == 1
+    for key in ("out_ms", "inplace_ms", "bound_ms", "out_ms_median"):
+        assert row[key] > 0
+    assert row["numpy_ms"] > 0 and row["x_numpy"] == row["numpy_ms"] / min(row["out_ms"], row["inplace_ms"])
+    assert CASE in proc.stdout  # the table
+
+
+def test_compare_flags_changes_beyond_the_threshold_and_environment_differences():
+    old = {"environment": {"cpu": "A", "threads": 2},
+           "rows": [{"case": "c1", "out_ms": 10.0, "inplace_ms": 10.0}, {"case": "c2", "out_ms": 5.0}]}
+    new = {"environment": {"cpu": "B", "threads": 2},
+           "rows": [{"case": "c1", "out_ms": 12.0, "inplace_ms": 10.5}, {"case": "c3", "out_ms": 1.0}]}
+    text = _bench.compare_reports(old, new, threshold=0.10)
+    assert "environment differs: cpu 'A' -> 'B'" in text
+    lines = {tuple(line.split()[:2]): line for line in text.splitlines() if line.startswith("c1")}
+    assert lines[("c1", "out")].endswith("1.20  slower")
+    assert lines[("c1", "inplace")].split()[-1] == "1.05"  # within 10 %: no flag
+    assert "c3" in text and "(not in OLD)" in text
+    assert text.endswith("1 change(s) beyond 10%")
