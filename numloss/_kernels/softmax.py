@@ -18,14 +18,15 @@ cache (max, sum of exponentials, gradient) and the gradient is written once.
 large logits, and terms with ``q_c == 0`` are skipped so a masked (``-inf``)
 class contributes 0 rather than ``0 * inf``.
 
-Confident rows: the sum is kept as ``s = n + r`` where ``n`` counts the
-classes at the maximum (whose terms are exactly 1) and ``r`` sums the
-others, so ``log s = log1p((n - 1) + r)`` and, at a class on the maximum,
-``p - 1 = -((n - 1) + r) / s``.  A row whose loss is 1e-200 gets it to a few
-ulp (``log(1 + r)`` would round to 0), and the target's gradient is not the
-rounding residue of ``1/s - 1``.  Terms below the smallest normal number
-(``x_c - m < -708`` in float64, ``-87`` in float32) are flushed to 0, so
-only losses below about 1e-300 (1e-36) lose relative accuracy.
+Confident rows (``s < 1.5``: one class at the maximum, whose term is
+exactly 1): ``s - 1`` is summed over the other classes alone, so
+``log s = log1p(s - 1)`` and, at the class on the maximum,
+``p - 1 = -(s - 1) / s`` (see :func:`_sum_and_log`).  A row whose loss is
+1e-200 gets it to a few ulp (``log(1 + small)`` would round it to 0), and
+the target's gradient is not the rounding residue of ``1/s - 1``.  Terms
+below the smallest normal number (``x_c - m < -708`` in float64, ``-87`` in
+float32) are flushed to 0, so only losses below about 1e-300 (1e-36) lose
+relative accuracy.
 
 With ``eps > 0`` (the seed's clipped mode) every probability is clipped to
 ``[eps, 1 - eps]`` before it enters ``-sum q log p`` and ``p - q``.
