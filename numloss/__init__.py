@@ -11,8 +11,57 @@ linear code.
 """
 
 import importlib
+from typing import TYPE_CHECKING
 
 from . import _registry
+
+if TYPE_CHECKING:  # what type checkers see (explicit re-exports); at run time the names load lazily (below)
+    from . import nn as nn
+    from ._warmup import (
+        warmup as warmup,
+    )
+    from .focal import (
+        sigmoid_focal_loss as sigmoid_focal_loss,
+    )
+    from .focal import (
+        sigmoid_focal_loss_with_grad as sigmoid_focal_loss_with_grad,
+    )
+    from .focal import (
+        softmax_focal_loss as softmax_focal_loss,
+    )
+    from .focal import (
+        softmax_focal_loss_with_grad as softmax_focal_loss_with_grad,
+    )
+    from .linear import (
+        linear_cross_entropy as linear_cross_entropy,
+    )
+    from .linear import (
+        linear_cross_entropy_with_grad as linear_cross_entropy_with_grad,
+    )
+    from .margin import (
+        arcface_cross_entropy as arcface_cross_entropy,
+    )
+    from .margin import (
+        arcface_cross_entropy_with_grad as arcface_cross_entropy_with_grad,
+    )
+    from .margin import (
+        cosface_cross_entropy as cosface_cross_entropy,
+    )
+    from .margin import (
+        cosface_cross_entropy_with_grad as cosface_cross_entropy_with_grad,
+    )
+    from .sigmoid import (
+        sigmoid_cross_entropy as sigmoid_cross_entropy,
+    )
+    from .sigmoid import (
+        sigmoid_cross_entropy_with_grad as sigmoid_cross_entropy_with_grad,
+    )
+    from .softmax import (
+        softmax_cross_entropy as softmax_cross_entropy,
+    )
+    from .softmax import (
+        softmax_cross_entropy_with_grad as softmax_cross_entropy_with_grad,
+    )
 
 __version__ = "0.1.0"
 

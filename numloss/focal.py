@@ -1,10 +1,13 @@
 """Focal losses (sigmoid and softmax): public wrappers around the fused kernels."""
 
+from __future__ import annotations
+
 import numpy as np
 
 from . import _indexed, _plumbing
 from . import _validate as V
 from ._kernels import focal as K
+from ._typing import ArrayLike, Grad, LossValue, Real, Reduction
 from .softmax import run_int_kernel
 
 
@@ -36,7 +39,8 @@ def _prepare_sigmoid(logits, target, alpha, gamma, reduction):
     return b, (t2, alpha, gamma, b.inv_denom)
 
 
-def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean"):
+def sigmoid_focal_loss(logits: ArrayLike, target: ArrayLike, *, alpha: Real | None = 0.25, gamma: Real = 2.0,
+                       reduction: Reduction = "mean") -> LossValue:
     r"""Sigmoid focal loss (RetinaNet) from logits, elementwise.
 
     With :math:`p = \sigma(x)`, :math:`p_t = p t + (1 - p)(1 - t)` and
@@ -91,7 +95,9 @@ def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean
     return _plumbing.reduce(b, losses, b.x.dtype)
 
 
-def sigmoid_focal_loss_with_grad(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean", out=None):
+def sigmoid_focal_loss_with_grad(logits: ArrayLike, target: ArrayLike, *, alpha: Real | None = 0.25,
+                                 gamma: Real = 2.0, reduction: Reduction = "mean",
+                                 out: Grad | None = None) -> tuple[LossValue, Grad]:
     r"""Sigmoid focal loss and its gradient with respect to the logits, in one pass.
 
     With :math:`q = 1 - p_t` and :math:`\mathrm{BCE}` as in
@@ -152,7 +158,8 @@ def _softmax_runner(p, gamma):
     return cross_entropy
 
 
-def softmax_focal_loss(logits, target, *, gamma=2.0, weight=None, ignore_index=-100, reduction="mean"):
+def softmax_focal_loss(logits: ArrayLike, target: ArrayLike, *, gamma: Real = 2.0, weight: ArrayLike | None = None,
+                       ignore_index: int = -100, reduction: Reduction = "mean") -> LossValue:
     r"""Softmax focal loss from logits with integer class targets.
 
     For each sample with logits :math:`x` (classes on the last axis),
@@ -210,8 +217,9 @@ def softmax_focal_loss(logits, target, *, gamma=2.0, weight=None, ignore_index=-
     return _indexed.loss_only(p, _softmax_runner(p, gamma))
 
 
-def softmax_focal_loss_with_grad(logits, target, *, gamma=2.0, weight=None, ignore_index=-100, reduction="mean",
-                                 out=None):
+def softmax_focal_loss_with_grad(logits: ArrayLike, target: ArrayLike, *, gamma: Real = 2.0,
+                                 weight: ArrayLike | None = None, ignore_index: int = -100,
+                                 reduction: Reduction = "mean", out: Grad | None = None) -> tuple[LossValue, Grad]:
     r"""Softmax focal loss and its gradient with respect to the logits, in one pass.
 
     With :math:`u = 1 - p_y` and :math:`\mathrm{nll} = -\log p_y`, the

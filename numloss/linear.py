@@ -9,6 +9,8 @@ the gradient chunk is immediately consumed by the two backward products:
 See docs/linear.md for the memory formula and the measurements.
 """
 
+from __future__ import annotations
+
 import numbers
 
 import numpy as np
@@ -17,6 +19,7 @@ from . import _blas, _parallel, _plumbing
 from . import _validate as V
 from ._kernels import linear as KL
 from ._kernels import softmax as KS
+from ._typing import ArrayLike, Grad, LossValue, Real, Reduction
 from .softmax import run_int_kernel
 
 #: Default size of the reused logits buffer; ``chunk_size=None`` picks the rows
@@ -221,9 +224,11 @@ def _reduce(p, row_loss):
 
 
 def linear_cross_entropy(
-    hidden, weight, target, *, bias=None, weight_classes=None, ignore_index=-100, label_smoothing=0.0,
-    z_loss=0.0, softcap=None, reduction="mean", normalizer=None, chunk_size=None,
-):
+    hidden: ArrayLike, weight: ArrayLike, target: ArrayLike, *, bias: ArrayLike | None = None,
+    weight_classes: ArrayLike | None = None, ignore_index: int = -100, label_smoothing: Real = 0.0,
+    z_loss: Real = 0.0, softcap: Real | None = None, reduction: Reduction = "mean", normalizer: Real | None = None,
+    chunk_size: int | None = None,
+) -> LossValue:
     r"""Softmax cross-entropy of a linear layer's output, never holding all its logits.
 
     With logits :math:`x = h W^\top + b` for each row :math:`h` of ``hidden``,
@@ -304,9 +309,11 @@ def linear_cross_entropy(
 
 
 def linear_cross_entropy_with_grad(
-    hidden, weight, target, *, bias=None, weight_classes=None, ignore_index=-100, label_smoothing=0.0,
-    z_loss=0.0, softcap=None, reduction="mean", normalizer=None, chunk_size=None,
-):
+    hidden: ArrayLike, weight: ArrayLike, target: ArrayLike, *, bias: ArrayLike | None = None,
+    weight_classes: ArrayLike | None = None, ignore_index: int = -100, label_smoothing: Real = 0.0,
+    z_loss: Real = 0.0, softcap: Real | None = None, reduction: Reduction = "mean", normalizer: Real | None = None,
+    chunk_size: int | None = None,
+) -> tuple[LossValue, tuple[Grad, Grad, Grad | None]]:
     r"""Fused linear + softmax cross-entropy and its gradients, chunk by chunk.
 
     The loss is :func:`linear_cross_entropy`'s.  With ``G`` the gradient of

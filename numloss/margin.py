@@ -1,5 +1,7 @@
 """Margin softmax losses on cosine similarities (CosFace, ArcFace): public wrappers."""
 
+from __future__ import annotations
+
 import math
 
 import numpy as np
@@ -7,6 +9,7 @@ import numpy as np
 from . import _indexed
 from . import _validate as V
 from ._kernels import margin as K
+from ._typing import ArrayLike, Grad, LossValue, Real, Reduction
 
 
 def _options(kind, scale, margin, label_smoothing, dtype):
@@ -47,30 +50,37 @@ _COMMON_PARAMETERS = """
         batch); "none" returns per-sample losses (ignored samples 0)."""
 
 
-def cosface_cross_entropy(cosine, target, *, scale=30.0, margin=0.35, weight=None, ignore_index=-100,
-                          label_smoothing=0.0, reduction="mean"):
+def cosface_cross_entropy(cosine: ArrayLike, target: ArrayLike, *, scale: Real = 30.0, margin: Real = 0.35,
+                          weight: ArrayLike | None = None, ignore_index: int = -100, label_smoothing: Real = 0.0,
+                          reduction: Reduction = "mean") -> LossValue:
     p = _indexed.prepare(cosine, target, weight, ignore_index, reduction, name="cosine")
     opts = _options(K.COSFACE, scale, margin, label_smoothing, p.batch.x.dtype)
     return _indexed.loss_only(p, _indexed.runner(p, K.MARGIN, *opts))
 
 
-def cosface_cross_entropy_with_grad(cosine, target, *, scale=30.0, margin=0.35, weight=None, ignore_index=-100,
-                                    label_smoothing=0.0, reduction="mean", out=None):
+def cosface_cross_entropy_with_grad(cosine: ArrayLike, target: ArrayLike, *, scale: Real = 30.0,
+                                    margin: Real = 0.35, weight: ArrayLike | None = None, ignore_index: int = -100,
+                                    label_smoothing: Real = 0.0, reduction: Reduction = "mean",
+                                    out: Grad | None = None) -> tuple[LossValue, Grad]:
     p = _indexed.prepare(cosine, target, weight, ignore_index, reduction, name="cosine")
     opts = _options(K.COSFACE, scale, margin, label_smoothing, p.batch.x.dtype)
     return _indexed.loss_and_grad(p, out, weight, "cosine", _indexed.runner(p, K.MARGIN, *opts))
 
 
-def arcface_cross_entropy(cosine, target, *, scale=64.0, margin=0.5, easy_margin=False, weight=None,
-                          ignore_index=-100, label_smoothing=0.0, reduction="mean"):
+def arcface_cross_entropy(cosine: ArrayLike, target: ArrayLike, *, scale: Real = 64.0, margin: Real = 0.5,
+                          easy_margin: bool = False, weight: ArrayLike | None = None, ignore_index: int = -100,
+                          label_smoothing: Real = 0.0, reduction: Reduction = "mean") -> LossValue:
     p = _indexed.prepare(cosine, target, weight, ignore_index, reduction, name="cosine")
     kind = K.ARCFACE_EASY if _flag(easy_margin, "easy_margin") else K.ARCFACE
     opts = _options(kind, scale, margin, label_smoothing, p.batch.x.dtype)
     return _indexed.loss_only(p, _indexed.runner(p, K.MARGIN, *opts))
 
 
-def arcface_cross_entropy_with_grad(cosine, target, *, scale=64.0, margin=0.5, easy_margin=False, weight=None,
-                                    ignore_index=-100, label_smoothing=0.0, reduction="mean", out=None):
+def arcface_cross_entropy_with_grad(cosine: ArrayLike, target: ArrayLike, *, scale: Real = 64.0, margin: Real = 0.5,
+                                    easy_margin: bool = False, weight: ArrayLike | None = None,
+                                    ignore_index: int = -100, label_smoothing: Real = 0.0,
+                                    reduction: Reduction = "mean",
+                                    out: Grad | None = None) -> tuple[LossValue, Grad]:
     p = _indexed.prepare(cosine, target, weight, ignore_index, reduction, name="cosine")
     kind = K.ARCFACE_EASY if _flag(easy_margin, "easy_margin") else K.ARCFACE
     opts = _options(kind, scale, margin, label_smoothing, p.batch.x.dtype)

@@ -1,5 +1,7 @@
 """Sigmoid (binary) cross-entropy: public wrappers around the fused kernels."""
 
+from __future__ import annotations
+
 import math
 
 import numpy as np
@@ -7,6 +9,7 @@ import numpy as np
 from . import _plumbing
 from . import _validate as V
 from ._kernels import sigmoid as K
+from ._typing import ArrayLike, Grad, LossValue, Real, Reduction
 
 #: ``(C, dtype) -> (1, C) ones``, read-only: kernels never write their weights, and reusing the
 #: array saves two allocations per call at small shapes
@@ -76,8 +79,9 @@ def _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer):
     return b, kernels, (t2, w, pw, eps, b.inv_denom)
 
 
-def sigmoid_cross_entropy(logits, target, *, weight=None, pos_weight=None, eps=0.0, reduction="mean",
-                          normalizer=None):
+def sigmoid_cross_entropy(logits: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None,
+                          pos_weight: ArrayLike | None = None, eps: Real = 0.0, reduction: Reduction = "mean",
+                          normalizer: Real | None = None) -> LossValue:
     r"""Sigmoid (binary) cross-entropy from logits, elementwise.
 
     .. math::
@@ -128,8 +132,10 @@ def sigmoid_cross_entropy(logits, target, *, weight=None, pos_weight=None, eps=0
     return _plumbing.reduce(b, losses, b.x.dtype)
 
 
-def sigmoid_cross_entropy_with_grad(logits, target, *, weight=None, pos_weight=None, eps=0.0, reduction="mean",
-                                    normalizer=None, out=None):
+def sigmoid_cross_entropy_with_grad(logits: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None,
+                                    pos_weight: ArrayLike | None = None, eps: Real = 0.0,
+                                    reduction: Reduction = "mean", normalizer: Real | None = None,
+                                    out: Grad | None = None) -> tuple[LossValue, Grad]:
     r"""Sigmoid cross-entropy and its gradient with respect to the logits, in one pass.
 
     The loss is :func:`sigmoid_cross_entropy`'s; the gradient per element is

@@ -1,5 +1,7 @@
 """Softmax cross-entropy: public wrappers around the fused row kernels."""
 
+from __future__ import annotations
+
 import dataclasses
 import math
 
@@ -8,6 +10,7 @@ import numpy as np
 from . import _plumbing
 from . import _validate as V
 from ._kernels import softmax as K
+from ._typing import ArrayLike, Grad, LossValue, Real, Reduction
 
 
 @dataclasses.dataclass(slots=True)
@@ -123,9 +126,10 @@ def _runner(p):
 
 
 def softmax_cross_entropy(
-    logits, target, *, weight=None, ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None,
-    eps=0.0, axis=-1, reduction="mean", normalizer=None,
-):
+    logits: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, ignore_index: int = -100,
+    label_smoothing: Real = 0.0, z_loss: Real = 0.0, softcap: Real | None = None, eps: Real = 0.0, axis: int = -1,
+    reduction: Reduction = "mean", normalizer: Real | None = None,
+) -> LossValue:
     r"""Softmax cross-entropy from logits.
 
     For each sample with logits :math:`x` (class axis ``axis``),
@@ -199,9 +203,10 @@ def softmax_cross_entropy(
 
 
 def softmax_cross_entropy_with_grad(
-    logits, target, *, weight=None, ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None,
-    eps=0.0, axis=-1, reduction="mean", normalizer=None, out=None,
-):
+    logits: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, ignore_index: int = -100,
+    label_smoothing: Real = 0.0, z_loss: Real = 0.0, softcap: Real | None = None, eps: Real = 0.0, axis: int = -1,
+    reduction: Reduction = "mean", normalizer: Real | None = None, out: Grad | None = None,
+) -> tuple[LossValue, Grad]:
     r"""Softmax cross-entropy and its gradient with respect to the logits, in one pass.
 
     The loss is :func:`softmax_cross_entropy`'s.  The gradient, for one
