@@ -154,7 +154,7 @@ LOSSES = (
         class_axis="last",
         normalizer=True,
         options=(("bias", None), ("weight_classes", None), ("ignore_index", -100), ("label_smoothing", 0.0),
-                 ("z_loss", 0.0), ("softcap", None), ("chunk_size", None)),
+                 ("z_loss", 0.0), ("softcap", None), ("chunk_size", None), ("max_memory", None)),
         peers=("torch.nn.functional.linear_cross_entropy",),
         # the softmax class-index kernels, in place, on each chunk of logits
         routes=(Route("class indices, bias", "index", options=(("bias", "classes"),),

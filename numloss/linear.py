@@ -68,8 +68,67 @@ def _chunk_size(value):
     return int(value)
 
 
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def _max_memory(value):
+    """``max_memory`` as a number of bytes (``None`` stays ``None``): an integer, or a string such as
+    ``"256MiB"``, ``"1.5 GB"`` or ``"4096"`` (B, KB/MB/GB/TB powers of 1000, KiB/MiB/GiB/TiB of 1024)."""
+    if value is None:
+        return None
+    value = V._scalar(value)
+    if isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        number = text.rstrip("BbKkMmGgTtIi")
+        unit = text[len(number):].upper()
+        try:
+            if unit not in _UNITS:
+                raise ValueError
+            nbytes = float(number) * _UNITS[unit]
+        except ValueError:
+            raise ValueError(f"max_memory must be a number of bytes or a string like '256MiB' or '1GB'; "
+                             f"got {value!r}") from None
+    elif isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        nbytes = float(value)
+    else:
+        raise ValueError(f"max_memory must be a number of bytes or a string like '256MiB'; got {value!r}")
+    if not (0 < nbytes < float("inf")):
+        raise ValueError(f"max_memory must be a positive number of bytes; got {value!r}")
+    return int(nbytes)
+
+
+def chunk_rows_for_budget(budget, N, V, D, itemsize, want_grad, gather, blas_accumulate, copied, bias=False):
+    """The most rows per chunk whose working memory (docs/linear.md's formula) stays within ``budget`` bytes.
+
+    Fixed part: the per-row float64 losses, the int64 targets and the kept-row
+    mask (``17 N``), the gather indices (``8 N``) when some rows are ignored,
+    the float64 bias accumulator (``8 V``) with gradients, NumPy's ufunc
+    buffer for adding the bias to a chunk (``8192 s``, measured with
+    tracemalloc), and the copies of a non-contiguous ``hidden`` / ``weight``
+    (``copied``).  Per row of a chunk:
+    the logits (``V s``), the gathered hidden row, target and loss
+    (``D s + 16``) and its ``d_hidden`` row (``D s``), and without a BLAS
+    accumulate another ``V s`` for the ``d_weight`` blocks.  Raises
+    ``ValueError`` naming the minimum when not even one row fits.
+    """
+    fixed = 17 * N + copied + (8 * N if gather else 0) + (8 * V if want_grad else 0) + (8192 * itemsize if bias else 0)
+    per_row = V * itemsize
+    if gather:
+        per_row += D * itemsize + 16 + (D * itemsize if want_grad else 0)
+    if want_grad and not blas_accumulate:
+        per_row += V * itemsize
+    rows = (budget - fixed) // per_row
+    if rows < 1:
+        raise ValueError(
+            f"max_memory={budget} bytes is below the working memory of one-row chunks here, "
+            f"{fixed + per_row} bytes ({fixed} fixed + {per_row} per row); raise it to at least that"
+        )
+    return int(rows)
+
+
 def _prepare(hidden, weight, target, bias, weight_classes, ignore_index, label_smoothing, z_loss, softcap,
-             reduction, normalizer, chunk_size):
+             reduction, normalizer, chunk_size, max_memory=None):
     """Validate everything before any work; return what the chunk loop needs."""
     h = V.float_array(hidden, "hidden")
     if h.ndim < 1:
@@ -98,6 +157,10 @@ def _prepare(hidden, weight, target, bias, weight_classes, ignore_index, label_s
     norm = V.normalizer(normalizer)
     ignore = V.ignore_index(ignore_index)
     rows = _chunk_size(chunk_size)
+    budget = _max_memory(max_memory)
+    if rows is not None and budget is not None:
+        raise ValueError(f"pass chunk_size or max_memory, not both; got chunk_size={chunk_size!r} and "
+                         f"max_memory={max_memory!r}")
     wc = V.class_weights(weight_classes, num_classes, name="weight_classes")
 
     t = np.asarray(target)
@@ -121,10 +184,11 @@ def _prepare(hidden, weight, target, bias, weight_classes, ignore_index, label_s
     # here (O(N D) / O(V D), never O(N V)) rather than per chunk by matmul.
     h2 = np.ascontiguousarray(h.reshape(N, D))
     w2 = np.ascontiguousarray(w)
+    copied = (0 if np.shares_memory(h2, h) else h2.nbytes) + (0 if np.shares_memory(w2, w) else w2.nbytes)
     return dict(
         dtype=dtype, h=h2, w=w2, b=b, target=tflat, wc=wc, ignore=ignore, ls=ls, z=z, cap=cap,
         batch=rows_batch, inv_denom=rows_batch.inv_denom, N=N, D=D, V=num_classes,
-        batch_shape=batch_shape, chunk_size=rows,
+        batch_shape=batch_shape, chunk_size=rows, max_memory=budget, copied=copied,
     )
 
 
@@ -159,13 +223,16 @@ def _run(p, want_grad):
     kept = t != p["ignore"]
     n_kept = int(np.count_nonzero(kept))
     gather = n_kept < N
+    rows = p["chunk_size"] or default_chunk_size(max(n_kept, 1), Vn, dtype.itemsize)
+    if p["max_memory"] is not None:  # checked before any buffer is made
+        rows = min(rows, chunk_rows_for_budget(p["max_memory"], N, Vn, D, dtype.itemsize, want_grad, gather,
+                                               _blas.available(dtype), p["copied"], b is not None))
     idx = np.flatnonzero(kept) if gather else None
     if want_grad:
         d_hidden = np.zeros((N, D), dtype=dtype) if gather else np.empty((N, D), dtype=dtype)
     if n_kept == 0:
         return row_loss, d_hidden, d_weight, dbias_acc
 
-    rows = p["chunk_size"] or default_chunk_size(n_kept, Vn, dtype.itemsize)
     rows = min(rows, n_kept)
     buf = np.empty((rows, Vn), dtype=dtype)
     empty_grad = np.empty((0, Vn), dtype=dtype)
@@ -227,7 +294,7 @@ def linear_cross_entropy(
     hidden: ArrayLike, weight: ArrayLike, target: ArrayLike, *, bias: ArrayLike | None = None,
     weight_classes: ArrayLike | None = None, ignore_index: int = -100, label_smoothing: Real = 0.0,
     z_loss: Real = 0.0, softcap: Real | None = None, reduction: Reduction = "mean", normalizer: Real | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int | None = None, max_memory: int | str | None = None,
 ) -> LossValue:
     r"""Softmax cross-entropy of a linear layer's output, never holding all its logits.
 
@@ -276,6 +343,13 @@ def linear_cross_entropy(
     chunk_size : int > 0 or None
         Rows per chunk.  ``None`` picks about 64 MiB of logits per chunk
         (:func:`default_chunk_size`), evened out over the kept rows.
+    max_memory : int or str, optional
+        A budget for numloss's working memory beyond the inputs and the
+        returned gradients, in bytes or as ``"256MiB"`` / ``"1GB"``: the
+        chunk is the default one, or fewer rows if that would exceed the
+        budget (docs/linear.md's formula, :func:`chunk_rows_for_budget`).
+        Not with ``chunk_size``; a budget below one row's needs raises
+        ``ValueError`` naming the minimum.
 
     Returns
     -------
@@ -303,7 +377,7 @@ def linear_cross_entropy(
     0.395495
     """
     p = _prepare(hidden, weight, target, bias, weight_classes, ignore_index, label_smoothing, z_loss, softcap,
-                 reduction, normalizer, chunk_size)
+                 reduction, normalizer, chunk_size, max_memory)
     row_loss, _, _, _ = _run(p, want_grad=False)
     return _reduce(p, row_loss)
 
@@ -312,7 +386,7 @@ def linear_cross_entropy_with_grad(
     hidden: ArrayLike, weight: ArrayLike, target: ArrayLike, *, bias: ArrayLike | None = None,
     weight_classes: ArrayLike | None = None, ignore_index: int = -100, label_smoothing: Real = 0.0,
     z_loss: Real = 0.0, softcap: Real | None = None, reduction: Reduction = "mean", normalizer: Real | None = None,
-    chunk_size: int | None = None,
+    chunk_size: int | None = None, max_memory: int | str | None = None,
 ) -> tuple[LossValue, tuple[Grad, Grad, Grad | None]]:
     r"""Fused linear + softmax cross-entropy and its gradients, chunk by chunk.
 
@@ -335,7 +409,7 @@ def linear_cross_entropy_with_grad(
     ----------
     hidden, weight, target, bias, weight_classes
         As :func:`linear_cross_entropy`.
-    ignore_index, label_smoothing, z_loss, softcap, reduction, normalizer, chunk_size
+    ignore_index, label_smoothing, z_loss, softcap, reduction, normalizer, chunk_size, max_memory
         As :func:`linear_cross_entropy`.
 
     Returns
@@ -367,7 +441,7 @@ def linear_cross_entropy_with_grad(
     array([ 0.5, -0.5])
     """
     p = _prepare(hidden, weight, target, bias, weight_classes, ignore_index, label_smoothing, z_loss, softcap,
-                 reduction, normalizer, chunk_size)
+                 reduction, normalizer, chunk_size, max_memory)
     row_loss, d_hidden, d_weight, dbias_acc = _run(p, want_grad=True)
     d_bias = dbias_acc.astype(p["dtype"]) if dbias_acc is not None else None
     d_hidden = d_hidden.reshape(p["batch_shape"] + (p["D"],))

@@ -346,3 +346,52 @@ def test_large_matches_reference(dtype):
     np.testing.assert_allclose(got[0], want[0], **tol)
     for g, w in zip(got[1], want[1], strict=True):
         np.testing.assert_allclose(g, w, rtol=tol["rtol"], atol=tol["atol"] + tol["rtol"] * np.abs(w).max())
+
+
+# ------------------------------------------------------------------ max_memory
+
+
+def test_max_memory_parsing_and_bad_values():
+    from numloss.linear import _max_memory
+
+    assert _max_memory("256MiB") == 256 * 2**20 and _max_memory("1GB") == 10**9 and _max_memory(4096) == 4096
+    assert _max_memory("1.5 KiB") == 1536 and _max_memory("128mib") == 128 * 2**20 and _max_memory(None) is None
+    assert _max_memory(np.array(2048)) == 2048
+    for bad in ("abc", "5 parsecs", "-1MB", 0, -5, True, float("inf"), [1]):
+        with pytest.raises(ValueError, match="max_memory"):
+            _max_memory(bad)
+    rng = np.random.default_rng(3)
+    hidden, weight, target, b = make(rng, 8, 4, 5, np.float32)
+    with pytest.raises(ValueError, match="chunk_size or max_memory"):
+        numloss.linear_cross_entropy(hidden, weight, target, chunk_size=4, max_memory="1MiB")
+    with pytest.raises(ValueError, match="at least"):
+        numloss.linear_cross_entropy_with_grad(hidden, weight, target, max_memory=100)
+
+
+@pytest.mark.parametrize("ignore_every", [0, 3])
+def test_max_memory_bounds_the_traced_working_memory_and_keeps_the_values(ignore_every):
+    """Peak NumPy allocation during the call, beyond the returned gradients, stays within the budget."""
+    import tracemalloc
+
+    from numloss.linear import chunk_rows_for_budget
+
+    rng = np.random.default_rng(11 + ignore_every)
+    n, d, v = 256, 16, 1000
+    hidden, weight, target, b = make(rng, n, d, v, np.float32, bias=True, ignore_every=ignore_every)
+    want = ref.linear_cross_entropy(hidden, weight, target, bias=b)
+    budget = 64 * 2**10
+    rows = chunk_rows_for_budget(budget, n, v, d, 4, True, ignore_every > 0, _blas.available(np.float32), 0, True)
+    assert 1 <= rows < default_chunk_size(n, v, 4)  # the budget, not the default, sets the chunk here
+    numloss.linear_cross_entropy_with_grad(hidden, weight, target, bias=b, max_memory=budget)  # warm (compile)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        got = numloss.linear_cross_entropy_with_grad(hidden, weight, target, bias=b, max_memory="64KiB")
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    loss, (dh, dw, db) = got
+    outputs = dh.nbytes + dw.nbytes + db.nbytes
+    assert peak - outputs <= budget, (peak, outputs, budget)
+    assert_matches(got, want, np.float32, True)
