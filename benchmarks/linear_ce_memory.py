@@ -64,14 +64,15 @@ def _inputs(n, d, v, dtype, bias, seed=0):
     return hidden, weight, target, b
 
 
-def _method(name, threads, chunk_size):
+def _method(name, threads, chunk_size, max_memory=None):
     """A callable ``f(hidden, weight, target, bias) -> (loss, grads...)`` for ``name``."""
 
     import numloss
 
     if name == "numloss":
         def run(h, w, t, b):
-            return numloss.linear_cross_entropy_with_grad(h, w, t, bias=b, chunk_size=chunk_size)
+            return numloss.linear_cross_entropy_with_grad(h, w, t, bias=b, chunk_size=chunk_size,
+                                                          max_memory=max_memory)
         return run
     if name == "numpy":
         def run(h, w, t, b):
@@ -111,7 +112,7 @@ def child(args):
     import numpy as np
 
     numba.set_num_threads(args.threads)
-    run = _method(args.method, args.threads, args.chunk_size)
+    run = _method(args.method, args.threads, args.chunk_size, args.max_memory)
     dtype = np.dtype(args.dtype)
     # compile (serial and parallel kernels: 256 x 300 logits is above numloss's
     # parallel threshold) and start the thread pools outside the measurement
@@ -146,6 +147,7 @@ def main(argv=None):
     parser.add_argument("--bias", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--chunk-size", type=int, default=None, help="numloss's chunk_size (default: automatic)")
+    parser.add_argument("--max-memory", default=None, help="numloss's max_memory, e.g. 128MiB")
     parser.add_argument("--repeat", type=int, default=1, help="calls per method (each measured)")
     parser.add_argument("--methods", default="numloss,numpy,torch_chunked,torch")
     parser.add_argument("--rounds", type=int, default=1,
@@ -169,6 +171,8 @@ def main(argv=None):
             cmd.append("--bias")
         if args.chunk_size:
             cmd += ["--chunk-size", str(args.chunk_size)]
+        if args.max_memory:
+            cmd += ["--max-memory", args.max_memory]
         print(f"running {method} ...", file=sys.stderr, flush=True)
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:

@@ -227,6 +227,8 @@ def _run(p, want_grad):
     if p["max_memory"] is not None:  # checked before any buffer is made
         rows = min(rows, chunk_rows_for_budget(p["max_memory"], N, Vn, D, dtype.itemsize, want_grad, gather,
                                                _blas.available(dtype), p["copied"], b is not None))
+        if n_kept:  # evened out as the default is (never above the budget's rows)
+            rows = -(-n_kept // -(-n_kept // rows))
     idx = np.flatnonzero(kept) if gather else None
     if want_grad:
         d_hidden = np.zeros((N, D), dtype=dtype) if gather else np.empty((N, D), dtype=dtype)
