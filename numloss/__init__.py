@@ -17,6 +17,7 @@ from . import _registry
 
 if TYPE_CHECKING:  # what type checkers see (explicit re-exports); at run time the names load lazily (below)
     from . import nn as nn
+    from ._plumbing import Aux as Aux
     from ._warmup import (
         warmup as warmup,
     )
@@ -66,7 +67,7 @@ if TYPE_CHECKING:  # what type checkers see (explicit re-exports); at run time t
 __version__ = "0.1.0"
 
 #: public name -> the submodule that defines it (the losses from the registry)
-_SUBMODULE_OF = {**_registry.public_names(), "warmup": "_warmup"}
+_SUBMODULE_OF = {**_registry.public_names(), "warmup": "_warmup", "Aux": "_plumbing"}
 
 __all__ = sorted([*_SUBMODULE_OF, "nn"])
 

@@ -37,10 +37,13 @@ class Indexed:
     raw_target: np.ndarray
     weight: np.ndarray  # (C,) float64
     ignore: int
+    aux: bool
 
 
-def prepare(logits, target, weight, ignore_index, reduction, name="logits"):
-    """Validate; return an :class:`Indexed` record ("mean" divides by the kept samples' summed weights)."""
+def prepare(logits, target, weight, ignore_index, reduction, name="logits", sample_weight=None, where=None,
+            aux=False):
+    """Validate; return an :class:`Indexed` record ("mean" divides by the kept samples' summed weights,
+    each times its sample weight)."""
     x = V.float_array(logits, name)
     if x.ndim == 0:
         raise ValueError(f"{name} must have at least one dimension (the class axis, last); got a 0-d array")
@@ -52,36 +55,49 @@ def prepare(logits, target, weight, ignore_index, reduction, name="logits"):
     batch_shape = x.shape[:-1]
     N = math.prod(batch_shape)
     w = V.class_weights(weight, C)
+    rw = _plumbing.row_weights(sample_weight, where, batch_shape)
+    aux = V.flag(aux, "aux")
     t = np.asarray(target)
     if t.dtype.kind not in "iu":
         raise ValueError(f"target must hold integer class indices (this loss takes no probability targets); "
                          f"got dtype {t.dtype}")
     tflat = V.class_indices(t, batch_shape, C, ignore)
-    bad, wsum = SK.int_target_denominator(tflat, w, ignore, C)
+    bad, wsum = SK.int_target_denominator(tflat, w, ignore, C, rw)
     if bad >= 0:
         V.raise_bad_index(tflat, bad, C, ignore)
-    return Indexed(_plumbing.batch(x, N, C, batch_shape, reduction, wsum), tflat, t, w, ignore)
+    return Indexed(_plumbing.batch(x, N, C, batch_shape, reduction, wsum, row_weight=rw, aux=aux), tflat, t, w,
+                   ignore, aux)
 
 
 def runner(p, kernels, *options):
-    """``run(x2, grad2)`` for kernels ``(x, target, weight, ignore, *options, inv_denom, [grad], row_loss)``."""
+    """``run(x2, grad2)`` for kernels ``(x, target, weight, ignore, *options, inv_denom, row_weight, [grad],
+    row_loss, lse)``."""
 
     def run(x2, grad2):
-        row_loss = np.empty(p.batch.N, dtype=np.float64)
-        _plumbing.launch(kernels, x2, grad2, (p.target, p.weight, p.ignore, *options, p.batch.inv_denom),
-                         (row_loss,))
+        b = p.batch
+        row_loss = np.empty(b.N, dtype=np.float64)
+        _plumbing.launch(kernels, x2, grad2, (p.target, p.weight, p.ignore, *options, b.inv_denom, b.row_weight),
+                         (row_loss, b.lse))
         return row_loss
 
     return run
 
 
+def _result(p, row_loss, *grad):
+    dtype = p.batch.x.dtype
+    loss = _plumbing.reduce(p.batch, row_loss, dtype)
+    if not p.aux:
+        return (loss, *grad) if grad else loss
+    return (loss, *grad, _plumbing.aux_result(p.batch, row_loss, None, dtype))
+
+
 def loss_only(p, run):
-    """The reduced loss of ``run`` (:func:`runner`)."""
-    return _plumbing.reduce(p.batch, _plumbing.loss_only(p.batch, run), p.batch.x.dtype)
+    """The reduced loss of ``run`` (:func:`runner`), and its :class:`~numloss._plumbing.Aux` if asked for."""
+    return _result(p, _plumbing.loss_only(p.batch, run))
 
 
-def loss_and_grad(p, out, weight, name, run):
+def loss_and_grad(p, out, weight, name, run, sample_weight=None):
     """``(loss, grad)``: the gradient goes to ``out`` (may be the input: in place) or a new array."""
-    inputs = [(name, p.batch.x), ("target", p.raw_target), ("weight", weight)]
+    inputs = [(name, p.batch.x), ("target", p.raw_target), ("weight", weight), ("sample_weight", sample_weight)]
     row_loss, grad = _plumbing.loss_and_grad(p.batch, out, inputs, run)
-    return _plumbing.reduce(p.batch, row_loss, p.batch.x.dtype), grad
+    return _result(p, row_loss, grad)

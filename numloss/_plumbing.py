@@ -18,6 +18,7 @@ map, a broadcast, a dask block) compiled every kernel again.
 
 import dataclasses
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -44,14 +45,152 @@ class Batch:
     reduction: str
     denom: float = 1.0
     inv_denom: float = 1.0
+    row_weight: np.ndarray = None  # (N,) float64 sample weights (0: skip the row), or NO_ROWS
+    lse: np.ndarray = None  # (N,) float64 receiving each row's log-sum-exp, or NO_ROWS
 
 
-def batch(x, N, C, shape, reduction, count, normalizer=None):
-    """A :class:`Batch` whose "mean" divides by ``normalizer`` if given, else ``count``."""
+#: an empty float64 array: the kernels' "no sample weights" / "no log-sum-exp wanted"
+#: (never written: an empty array has nothing to write)
+NO_ROWS = np.empty(0, dtype=np.float64)
+
+
+def batch(x, N, C, shape, reduction, count, normalizer=None, row_weight=NO_ROWS, aux=False):
+    """A :class:`Batch` whose "mean" divides by ``normalizer`` if given, else ``count``.
+
+    ``row_weight`` (from :func:`row_weights`) goes to the kernels; ``aux``
+    allocates the per-row log-sum-exp they fill.
+    """
+    lse = np.empty(N, dtype=np.float64) if aux else NO_ROWS
     if reduction == "mean":
         denom = normalizer if normalizer is not None else count
-        return Batch(x, N, C, shape, reduction, denom, 1.0 / denom if denom != 0 else np.inf)
-    return Batch(x, N, C, shape, reduction)
+        return Batch(x, N, C, shape, reduction, denom, 1.0 / denom if denom != 0 else np.inf, row_weight, lse)
+    return Batch(x, N, C, shape, reduction, row_weight=row_weight, lse=lse)
+
+
+# ------------------------------------------------------------ sample weights, row masks, auxiliary outputs
+
+
+class Aux(NamedTuple):
+    """What ``aux=True`` returns beside the loss, from the same pass over the logits.
+
+    ``lse``: each sample's log-sum-exp of its logits (soft-capped when
+    ``softcap`` is set; with CosFace/ArcFace, of the scaled margin logits),
+    in the batch shape and the logits' dtype; NaN for a sample that was not
+    read (``ignore_index``, ``where=False``, sample weight 0).
+    ``z_loss``: the z-loss term alone, and ``cross_entropy`` the loss
+    without it, each reduced as the loss is (they sum to it up to
+    rounding; ``z_loss`` is 0 for the losses without a z-loss).
+    """
+
+    lse: np.ndarray
+    cross_entropy: np.floating | np.ndarray
+    z_loss: np.floating | np.ndarray
+
+
+#: the parameters :func:`row_weights` and ``aux`` add to a loss's docstring
+ROW_OPTIONS_DOC = """
+    sample_weight : array_like, optional
+        One weight >= 0 per sample (broadcast to the batch shape; any real
+        dtype): multiplies the sample's loss and gradient.  "mean" divides by
+        the summed products of sample and class weights over the kept
+        samples (Keras divides by the sample count: pass ``normalizer=N``
+        where the loss takes one).  A weight of 0 skips the sample, as
+        ``where=False`` does.
+    where : array_like of bool, optional
+        ``False`` skips a sample as ``ignore_index`` does: it is not read (a
+        NaN there gives 0), its loss and gradient are 0, and it is not
+        counted in "mean" (optax's ``where``).
+    aux : bool
+        Also return an :class:`numloss.Aux` ``(lse, cross_entropy, z_loss)``
+        from the same pass: ``(loss, aux)``, or ``(loss, grad, aux)`` from
+        the ``_with_grad`` form."""
+
+
+def with_row_options(doc):
+    """``doc`` with its ``sample_weight, where, aux`` placeholder entry replaced by :data:`ROW_OPTIONS_DOC`."""
+    marker = "    sample_weight, where, aux\n        See below.\n"
+    if doc is None:  # python -OO
+        return doc
+    return doc.replace(marker, ROW_OPTIONS_DOC.lstrip("\n") + "\n")
+
+
+def _sample_weight_array(sample_weight, shape):
+    """``sample_weight`` broadcast to ``shape`` (float64, read-only view); ValueError for bad dtypes or values."""
+    sw = np.asarray(sample_weight)
+    if sw.dtype.kind not in "biuf":
+        raise ValueError(f"sample_weight must hold real numbers; got dtype {sw.dtype}")
+    try:
+        sw = np.broadcast_to(sw, shape)
+    except ValueError:
+        raise ValueError(f"sample_weight of shape {sw.shape} does not broadcast to {tuple(shape)}") from None
+    sw = sw.astype(np.float64, copy=False)
+    bad = ~(sw >= 0.0) | (sw == np.inf)
+    if bad.any():
+        pos = np.unravel_index(int(np.argmax(bad)), shape) if len(shape) else ()
+        raise ValueError(f"sample_weight must be finite and >= 0; got {sw[pos]!r} at position {pos}")
+    return sw
+
+
+def _where_array(where, shape):
+    """``where`` broadcast to ``shape`` (bool); ValueError for a non-bool dtype or a shape that does not fit."""
+    w = np.asarray(where)
+    if w.dtype != np.bool_:
+        raise ValueError(f"where must be a bool array (True: use the sample); got dtype {w.dtype}")
+    try:
+        return np.broadcast_to(w, shape)
+    except ValueError:
+        raise ValueError(f"where of shape {w.shape} does not broadcast to {tuple(shape)}") from None
+
+
+def row_weights(sample_weight, where, batch_shape):
+    """The kernels' per-row weights: ``sample_weight * where`` as a flat float64 array, or :data:`NO_ROWS`.
+
+    Both broadcast to ``batch_shape`` (the logits' shape without the class
+    axis).  A row of weight 0 is skipped: not read, loss 0, gradient 0, and
+    not counted in "mean".
+    """
+    if sample_weight is None and where is None:
+        return NO_ROWS
+    shape = tuple(batch_shape)
+    rw = np.ones(shape, dtype=np.float64) if sample_weight is None else np.array(
+        _sample_weight_array(sample_weight, shape), dtype=np.float64)
+    if where is not None:
+        rw[~_where_array(where, shape)] = 0.0
+    return rw.reshape(-1)
+
+
+def elementwise_weights(sample_weight, where, shape):
+    """Sigmoid losses: ``(row weights or NO_ROWS, element weights (N, C) float64 or None)``.
+
+    An array of the batch shape ``shape[:-1]`` holds one value per row (this
+    reading wins when the batch shape also broadcasts against the last axis,
+    as ``(N,)`` does for ``N == C``); any other shape broadcasts to the
+    logits' ``shape`` by NumPy's rules, one value per element, and is taken
+    per row again when it is constant along the last axis (``(N, 1)``).
+    """
+    if sample_weight is None and where is None:
+        return NO_ROWS, None
+    shape = tuple(shape) if len(shape) else (1,)
+    batch_shape = shape[:-1]
+    per_row = all(a is None or np.shape(a) == batch_shape for a in (sample_weight, where))
+    if per_row:
+        return row_weights(sample_weight, where, batch_shape), None
+    sw = None if sample_weight is None else _sample_weight_array(sample_weight, shape)
+    wh = None if where is None else _where_array(where, shape)
+    if all(a is None or a.strides[-1] == 0 or shape[-1] == 1 for a in (sw, wh)):
+        return row_weights(None if sw is None else sw[..., 0], None if wh is None else wh[..., 0], batch_shape), None
+    ew = np.ones(shape, dtype=np.float64) if sw is None else np.array(sw, dtype=np.float64)
+    if wh is not None:
+        ew[~wh] = 0.0
+    return NO_ROWS, ew.reshape(-1, shape[-1])
+
+
+def aux_result(b, row_loss, z_rows, dtype):
+    """:class:`Aux` from the filled ``b.lse``, the per-row losses and the per-row z-loss terms (float64)."""
+    lse = b.lse.astype(dtype).reshape(b.shape)
+    if z_rows is None:
+        z_rows = np.zeros_like(row_loss)
+    return Aux(lse, reduce(b, row_loss - z_rows, dtype), reduce(b, z_rows, dtype))
 
 
 #: a read-only view of an array (never a copy): one Numba type whatever the caller's flags
@@ -127,15 +266,26 @@ def loss_and_grad(b, out, inputs, run):
 # ------------------------------------------------------------ elementwise losses (sigmoid family)
 
 
-def elementwise_batch(x, reduction, normalizer=None):
-    """A :class:`Batch` for a loss of every element of ``x`` (any shape; the last axis as the row).
+def elementwise_batch(x, reduction, normalizer=None, sample_weight=None, where=None):
+    """``(batch, element weights or None)`` for a loss of every element of ``x`` (any shape; the last axis as
+    the row).
 
-    "mean" divides by the number of elements (PyTorch), or by ``normalizer``.
+    "mean" divides by the number of elements (PyTorch), or by ``normalizer``;
+    with sample weights (:func:`elementwise_weights`), by their sum over the
+    elements.  Per-row weights go to the kernels (``batch.row_weight``); per-element
+    ones are returned, for :func:`elementwise_runner`.
     """
     shape2 = x.shape if x.ndim else (1,)
     C = shape2[-1]
     N = math.prod(shape2[:-1])
-    return batch(x, N, C, x.shape, reduction, float(x.size), normalizer)
+    rw, ew = elementwise_weights(sample_weight, where, x.shape)
+    if ew is not None:
+        count = float(ew.sum())
+    elif rw is not NO_ROWS:
+        count = float(rw.sum()) * C
+    else:
+        count = float(x.size)
+    return batch(x, N, C, x.shape, reduction, count, normalizer, rw), ew
 
 
 def dense_target(target, b, native=()):
@@ -156,20 +306,36 @@ def dense_target(target, b, native=()):
     return readonly(t.reshape(b.N, b.C))
 
 
-def elementwise_runner(b, kernels, head):
+def elementwise_runner(b, kernels, head, elem_weight=None):
     """``run(x2, grad2)`` for kernels ``(x, *head, [grad], elem_loss, row_loss)``.
 
     Returns the per-row float64 sums, or for ``reduction="none"`` the
-    per-element losses in the logits' dtype.
+    per-element losses in the logits' dtype.  ``elem_weight`` ``(N, C)``
+    float64 (per-element sample weights, 0 where ``where`` is False)
+    multiplies the kernel's element losses and gradient afterwards: one more
+    pass over each, and an element of weight 0 gives exactly 0 (NaN logit or
+    not).  Per-row weights cost nothing: the kernels take them.
     """
 
     def run(x2, grad2):
         row_loss = np.empty(b.N, dtype=np.float64)
-        elem = np.empty((b.N, b.C) if b.reduction == "none" else (0, b.C), dtype=x2.dtype)
+        want_elem = b.reduction == "none" or elem_weight is not None
+        elem = np.empty((b.N, b.C) if want_elem else (0, b.C), dtype=x2.dtype)
         if b.N * b.C == 0:
             row_loss[:] = 0.0
         else:
             launch(kernels, x2, grad2, head, (elem, row_loss))
+        if elem_weight is not None:
+            skip = elem_weight == 0.0
+            with np.errstate(invalid="ignore", over="ignore"):
+                weighted = elem * elem_weight
+                weighted[skip] = 0.0
+                row_loss = weighted.sum(axis=1)
+                if b.reduction == "none":
+                    elem = weighted.astype(x2.dtype)
+                if grad2.shape[0] == b.N and b.N:
+                    np.multiply(grad2, elem_weight, out=grad2, casting="unsafe")
+                    grad2[skip] = 0.0
         return elem if b.reduction == "none" else row_loss
 
     return run

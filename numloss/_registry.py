@@ -41,7 +41,12 @@ class Route:
 
 @dataclasses.dataclass(frozen=True)
 class Loss:
-    """One public loss: ``NAME(...)`` and ``NAME_with_grad(..., out=None)`` in ``numloss.<module>``."""
+    """One public loss: ``NAME(...)`` and ``NAME_with_grad(..., out=None)`` in ``numloss.<module>``.
+
+    Every loss also takes ``reduction=``, ``sample_weight=`` and ``where=``
+    (per sample for the row losses; per row or per element for the
+    elementwise ones), which are not listed in ``options``.
+    """
 
     name: str
     module: str
@@ -53,6 +58,7 @@ class Loss:
     options: tuple  # ((name, default), ...) keyword options besides reduction/normalizer/out
     peers: tuple  # the functions of other libraries it matches
     routes: tuple  # Route records: what :func:`numloss.warmup` compiles
+    aux: bool = True  # takes ``aux=`` (the losses with a log-sum-exp)
 
     @property
     def with_grad(self):
@@ -88,6 +94,7 @@ LOSSES = (
         normalizer=True,
         options=(("weight", None), ("pos_weight", None), ("eps", 0.0)),
         peers=("torch.nn.functional.binary_cross_entropy_with_logits", "optax.losses.sigmoid_binary_cross_entropy"),
+        aux=False,
         routes=(
             Route("targets of the logits' dtype", "dense"),
             # the general kernel: weights, eps, or targets of another dtype (bool: multi-label masks)
@@ -105,6 +112,7 @@ LOSSES = (
         normalizer=False,
         options=(("alpha", 0.25), ("gamma", 2.0)),
         peers=("torchvision.ops.sigmoid_focal_loss",),
+        aux=False,
         routes=(Route("targets", "dense"),),
     ),
     Loss(
@@ -150,7 +158,7 @@ LOSSES = (
         module="linear",
         kernels="linear",
         input="hidden",
-        targets=("index",),
+        targets=("index", "prob"),
         class_axis="last",
         normalizer=True,
         options=(("bias", None), ("weight_classes", None), ("ignore_index", -100), ("label_smoothing", 0.0),
@@ -158,7 +166,8 @@ LOSSES = (
         peers=("torch.nn.functional.linear_cross_entropy",),
         # the softmax class-index kernels, in place, on each chunk of logits
         routes=(Route("class indices, bias", "index", options=(("bias", "classes"),),
-                      after=("softmax_cross_entropy", 0)),),
+                      after=("softmax_cross_entropy", 0)),
+                Route("probabilities", "prob", after=("softmax_cross_entropy", 2))),
     ),
 )
 

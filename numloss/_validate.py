@@ -206,3 +206,12 @@ def out_array(out, logits, inputs):
                     f"(logits only) or an array that overlaps no input"
                 )
     return out
+
+
+def flag(value, name):
+    """``value`` as a bool: only ``True``/``False`` (or NumPy's bools) are accepted."""
+    if value is False or value is True:
+        return value
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False; got {value!r}")
+    return bool(value)

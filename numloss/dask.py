@@ -566,7 +566,7 @@ def cosface_cross_entropy_with_grad(cosine, target, *, scale=30.0, margin=0.35, 
 def arcface_cross_entropy(cosine, target, *, scale=64.0, margin=0.5, easy_margin=False, weight=None,
                           ignore_index=-100, label_smoothing=0.0, reduction="mean"):
     """Lazy :func:`numloss.arcface_cross_entropy` of dask cosines chunked along the batch axes."""
-    kind = _margin_kernels.ARCFACE_EASY if _margin._flag(easy_margin, "easy_margin") else _margin_kernels.ARCFACE
+    kind = _margin_kernels.ARCFACE_EASY if V.flag(easy_margin, "easy_margin") else _margin_kernels.ARCFACE
     return _margin_graph("arcface_cross_entropy", _ARCFACE, kind, cosine, target, False, scale, margin, weight,
                          ignore_index, label_smoothing, reduction, dict(easy_margin=easy_margin))
 
@@ -574,6 +574,6 @@ def arcface_cross_entropy(cosine, target, *, scale=64.0, margin=0.5, easy_margin
 def arcface_cross_entropy_with_grad(cosine, target, *, scale=64.0, margin=0.5, easy_margin=False, weight=None,
                                     ignore_index=-100, label_smoothing=0.0, reduction="mean"):
     """Lazy :func:`numloss.arcface_cross_entropy_with_grad`: one fused kernel call per block."""
-    kind = _margin_kernels.ARCFACE_EASY if _margin._flag(easy_margin, "easy_margin") else _margin_kernels.ARCFACE
+    kind = _margin_kernels.ARCFACE_EASY if V.flag(easy_margin, "easy_margin") else _margin_kernels.ARCFACE
     return _margin_graph("arcface_cross_entropy_with_grad", _ARCFACE, kind, cosine, target, True, scale, margin,
                          weight, ignore_index, label_smoothing, reduction, dict(easy_margin=easy_margin))

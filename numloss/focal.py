@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from . import _indexed, _plumbing
@@ -27,20 +29,22 @@ def _alpha(value):
     return a
 
 
-def _prepare_sigmoid(logits, target, alpha, gamma, reduction):
-    """Validate; return ``(batch, head)`` for :mod:`numloss._plumbing` and the focal kernels."""
+def _prepare_sigmoid(logits, target, alpha, gamma, reduction, sample_weight, where):
+    """Validate; return ``(batch, head, element weights or None)`` for :mod:`numloss._plumbing` and the focal
+    kernels."""
     x = V.float_array(logits)
     reduction = V.reduction(reduction)
     alpha = _alpha(alpha)
     gamma = _gamma(gamma)
-    b = _plumbing.elementwise_batch(x, reduction)
+    b, ew = _plumbing.elementwise_batch(x, reduction, None, sample_weight, where)
     # one kernel specialisation per logits dtype: targets are read in the logits' dtype
     t2 = _plumbing.dense_target(target, b)
-    return b, (t2, alpha, gamma, b.inv_denom)
+    return b, (t2, alpha, gamma, b.inv_denom, b.row_weight), ew
 
 
 def sigmoid_focal_loss(logits: ArrayLike, target: ArrayLike, *, alpha: Real | None = 0.25, gamma: Real = 2.0,
-                       reduction: Reduction = "mean") -> LossValue:
+                       reduction: Reduction = "mean", sample_weight: ArrayLike | None = None,
+                       where: ArrayLike | None = None) -> LossValue:
     r"""Sigmoid focal loss (RetinaNet) from logits, elementwise.
 
     With :math:`p = \sigma(x)`, :math:`p_t = p t + (1 - p)(1 - t)` and
@@ -72,6 +76,10 @@ def sigmoid_focal_loss(logits: ArrayLike, target: ArrayLike, *, alpha: Real | No
     reduction : {"mean", "sum", "none"}
         "mean" divides by the number of elements (torchvision's
         ``loss.mean()``); "none" returns the per-element losses.
+    sample_weight, where : array_like, optional
+        As :func:`numloss.sigmoid_cross_entropy`'s: per row (shape
+        ``logits.shape[:-1]``) or per element (any shape broadcasting to
+        the logits'); "mean" divides by the weights' sum over the elements.
 
     Returns
     -------
@@ -90,13 +98,14 @@ def sigmoid_focal_loss(logits: ArrayLike, target: ArrayLike, *, alpha: Real | No
     >>> round(float(numloss.sigmoid_focal_loss(np.array([0.0, 2.0]), np.array([1.0, 0.0]))), 6)
     0.64044
     """
-    b, head = _prepare_sigmoid(logits, target, alpha, gamma, reduction)
-    losses = _plumbing.loss_only(b, _plumbing.elementwise_runner(b, K.SIGMOID, head))
+    b, head, ew = _prepare_sigmoid(logits, target, alpha, gamma, reduction, sample_weight, where)
+    losses = _plumbing.loss_only(b, _plumbing.elementwise_runner(b, K.SIGMOID, head, ew))
     return _plumbing.reduce(b, losses, b.x.dtype)
 
 
 def sigmoid_focal_loss_with_grad(logits: ArrayLike, target: ArrayLike, *, alpha: Real | None = 0.25,
                                  gamma: Real = 2.0, reduction: Reduction = "mean",
+                                 sample_weight: ArrayLike | None = None, where: ArrayLike | None = None,
                                  out: Grad | None = None) -> tuple[LossValue, Grad]:
     r"""Sigmoid focal loss and its gradient with respect to the logits, in one pass.
 
@@ -117,7 +126,7 @@ def sigmoid_focal_loss_with_grad(logits: ArrayLike, target: ArrayLike, *, alpha:
 
     Parameters
     ----------
-    logits, target, alpha, gamma, reduction
+    logits, target, alpha, gamma, reduction, sample_weight, where
         As :func:`sigmoid_focal_loss`.
     out : ndarray, optional
         Where to write the gradient: ``logits`` itself (in place) or a
@@ -140,9 +149,9 @@ def sigmoid_focal_loss_with_grad(logits: ArrayLike, target: ArrayLike, *, alpha:
     >>> grad
     array([-0.1491434,  0.1491434])
     """
-    b, head = _prepare_sigmoid(logits, target, alpha, gamma, reduction)
-    inputs = [("logits", b.x), ("target", target)]
-    losses, grad = _plumbing.loss_and_grad(b, out, inputs, _plumbing.elementwise_runner(b, K.SIGMOID, head))
+    b, head, ew = _prepare_sigmoid(logits, target, alpha, gamma, reduction, sample_weight, where)
+    inputs = [("logits", b.x), ("target", target), ("sample_weight", sample_weight)]
+    losses, grad = _plumbing.loss_and_grad(b, out, inputs, _plumbing.elementwise_runner(b, K.SIGMOID, head, ew))
     return _plumbing.reduce(b, losses, b.x.dtype), grad
 
 
@@ -152,14 +161,17 @@ def _softmax_runner(p, gamma):
 
     def cross_entropy(x2, grad2):  # gamma = 0 is the cross-entropy itself, bit for bit: softmax's kernels
         row_loss = np.empty(p.batch.N, dtype=np.float64)
-        run_int_kernel(x2, p.target, p.weight, p.ignore, 0.0, 0.0, 0.0, 0.0, p.batch.inv_denom, grad2, row_loss)
+        b = p.batch
+        run_int_kernel(x2, p.target, p.weight, p.ignore, 0.0, 0.0, 0.0, 0.0, b.inv_denom, b.row_weight, grad2,
+                       row_loss, b.lse)
         return row_loss
 
     return cross_entropy
 
 
 def softmax_focal_loss(logits: ArrayLike, target: ArrayLike, *, gamma: Real = 2.0, weight: ArrayLike | None = None,
-                       ignore_index: int = -100, reduction: Reduction = "mean") -> LossValue:
+                       ignore_index: int = -100, reduction: Reduction = "mean", sample_weight: ArrayLike | None = None,
+                       where: ArrayLike | None = None, aux: bool = False) -> Any:
     r"""Softmax focal loss from logits with integer class targets.
 
     For each sample with logits :math:`x` (classes on the last axis),
@@ -191,6 +203,8 @@ def softmax_focal_loss(logits: ArrayLike, target: ArrayLike, *, gamma: Real = 2.
         "mean" divides by the summed ``weight[target]`` of the kept samples,
         exactly as ``F.cross_entropy`` (NaN for an empty or all-ignored
         batch); "none" returns per-sample losses (ignored samples 0).
+    sample_weight, where, aux
+        See below.
 
     Returns
     -------
@@ -213,13 +227,15 @@ def softmax_focal_loss(logits: ArrayLike, target: ArrayLike, *, gamma: Real = 2.
     0.048492
     """
     gamma = _gamma(gamma)
-    p = _indexed.prepare(logits, target, weight, ignore_index, reduction)
+    p = _indexed.prepare(logits, target, weight, ignore_index, reduction, "logits", sample_weight, where, aux)
     return _indexed.loss_only(p, _softmax_runner(p, gamma))
 
 
 def softmax_focal_loss_with_grad(logits: ArrayLike, target: ArrayLike, *, gamma: Real = 2.0,
                                  weight: ArrayLike | None = None, ignore_index: int = -100,
-                                 reduction: Reduction = "mean", out: Grad | None = None) -> tuple[LossValue, Grad]:
+                                 reduction: Reduction = "mean", sample_weight: ArrayLike | None = None,
+                                 where: ArrayLike | None = None, aux: bool = False,
+                                 out: Grad | None = None) -> Any:
     r"""Softmax focal loss and its gradient with respect to the logits, in one pass.
 
     With :math:`u = 1 - p_y` and :math:`\mathrm{nll} = -\log p_y`, the
@@ -237,7 +253,7 @@ def softmax_focal_loss_with_grad(logits: ArrayLike, target: ArrayLike, *, gamma:
 
     Parameters
     ----------
-    logits, target, gamma, weight, ignore_index, reduction
+    logits, target, gamma, weight, ignore_index, reduction, sample_weight, where, aux
         As :func:`softmax_focal_loss`.
     out : ndarray, optional
         Where to write the gradient: ``logits`` itself (in place) or a
@@ -257,5 +273,8 @@ def softmax_focal_loss_with_grad(logits: ArrayLike, target: ArrayLike, *, gamma:
     array([[ 0.5, -0.5]])
     """
     gamma = _gamma(gamma)
-    p = _indexed.prepare(logits, target, weight, ignore_index, reduction)
-    return _indexed.loss_and_grad(p, out, weight, "logits", _softmax_runner(p, gamma))
+    p = _indexed.prepare(logits, target, weight, ignore_index, reduction, "logits", sample_weight, where, aux)
+    return _indexed.loss_and_grad(p, out, weight, "logits", _softmax_runner(p, gamma), sample_weight)
+
+
+softmax_focal_loss.__doc__ = _plumbing.with_row_options(softmax_focal_loss.__doc__)

@@ -11,7 +11,9 @@ See docs/linear.md for the memory formula and the measurements.
 
 from __future__ import annotations
 
+import math
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -19,8 +21,8 @@ from . import _blas, _parallel, _plumbing
 from . import _validate as V
 from ._kernels import linear as KL
 from ._kernels import softmax as KS
-from ._typing import ArrayLike, Grad, LossValue, Real, Reduction
-from .softmax import run_int_kernel
+from ._typing import ArrayLike, Real, Reduction
+from .softmax import run_int_kernel, z_loss_rows
 
 #: Default size of the reused logits buffer; ``chunk_size=None`` picks the rows
 #: that fill about this much (see :func:`default_chunk_size`): 512 rows at
@@ -98,7 +100,8 @@ def _max_memory(value):
     return int(nbytes)
 
 
-def chunk_rows_for_budget(budget, N, V, D, itemsize, want_grad, gather, blas_accumulate, copied, bias=False):
+def chunk_rows_for_budget(budget, N, V, D, itemsize, want_grad, gather, blas_accumulate, copied, bias=False,
+                          target_rows=False):
     """The most rows per chunk whose working memory (docs/linear.md's formula) stays within ``budget`` bytes.
 
     Fixed part: the per-row float64 losses, the int64 targets and the kept-row
@@ -109,14 +112,19 @@ def chunk_rows_for_budget(budget, N, V, D, itemsize, want_grad, gather, blas_acc
     (``copied``).  Per row of a chunk:
     the logits (``V s``), the gathered hidden row, target and loss
     (``D s + 16``) and its ``d_hidden`` row (``D s``), and without a BLAS
-    accumulate another ``V s`` for the ``d_weight`` blocks.  Raises
-    ``ValueError`` naming the minimum when not even one row fits.
+    accumulate another ``V s`` for the ``d_weight`` blocks, and with
+    ``target_rows`` (probability targets gathered or converted per chunk)
+    another ``V s`` for the chunk's targets.  With sample weights or
+    ``aux`` another ``16 N`` (:func:`_prepare` adds it to ``copied``).
+    Raises ``ValueError`` naming the minimum when not even one row fits.
     """
     fixed = 17 * N + copied + (8 * N if gather else 0) + (8 * V if want_grad else 0) + (8192 * itemsize if bias else 0)
     per_row = V * itemsize
     if gather:
         per_row += D * itemsize + 16 + (D * itemsize if want_grad else 0)
     if want_grad and not blas_accumulate:
+        per_row += V * itemsize
+    if target_rows:
         per_row += V * itemsize
     rows = (budget - fixed) // per_row
     if rows < 1:
@@ -128,7 +136,7 @@ def chunk_rows_for_budget(budget, N, V, D, itemsize, want_grad, gather, blas_acc
 
 
 def _prepare(hidden, weight, target, bias, weight_classes, ignore_index, label_smoothing, z_loss, softcap,
-             reduction, normalizer, chunk_size, max_memory=None):
+             reduction, normalizer, chunk_size, max_memory=None, sample_weight=None, where=None, aux=False):
     """Validate everything before any work; return what the chunk loop needs."""
     h = V.float_array(hidden, "hidden")
     if h.ndim < 1:
@@ -163,32 +171,49 @@ def _prepare(hidden, weight, target, bias, weight_classes, ignore_index, label_s
                          f"max_memory={max_memory!r}")
     wc = V.class_weights(weight_classes, num_classes, name="weight_classes")
 
-    t = np.asarray(target)
-    if t.dtype.kind not in "iu":
-        raise ValueError(
-            f"target must hold integer class indices (any integer dtype); got dtype {t.dtype}"
-        )
     batch_shape = h.shape[:-1]
-    if t.shape != batch_shape:
+    N = math.prod(batch_shape)
+    rw = _plumbing.row_weights(sample_weight, where, batch_shape)
+    aux = V.flag(aux, "aux")
+    t = np.asarray(target)
+    if t.dtype.kind in "iu":
+        if t.shape != batch_shape:
+            raise ValueError(
+                f"target of class indices must have hidden's shape without the feature axis, {batch_shape}; "
+                f"got {t.shape}"
+            )
+        tflat = V.class_indices(t, batch_shape, num_classes, ignore)
+        bad, count = KS.int_target_denominator(tflat, wc, ignore, num_classes, rw)
+        if bad >= 0:
+            V.raise_bad_index(tflat, bad, num_classes, ignore)
+        probs = None
+    elif t.dtype.kind == "f":
+        if t.shape != batch_shape + (num_classes,):
+            raise ValueError(
+                f"a float target (probabilities) must have shape hidden.shape[:-1] + (V,) = "
+                f"{batch_shape + (num_classes,)}; got {t.shape}"
+            )
+        # read chunk by chunk (converted to hidden's dtype per chunk when it differs): no (N, V) copy
+        probs = t if t.ndim == 2 else t.reshape(N, num_classes)
+        tflat = None
+        count = float(N) if rw is _plumbing.NO_ROWS else float(rw.sum())
+    else:
         raise ValueError(
-            f"target must have hidden's shape without the feature axis, {batch_shape}; got {t.shape}"
+            f"target must hold integer class indices (any integer dtype) or float probabilities of shape "
+            f"hidden.shape[:-1] + (V,); got dtype {t.dtype}"
         )
-    tflat = V.class_indices(t, batch_shape, num_classes, ignore)
-    bad, wsum = KS.int_target_denominator(tflat, wc, ignore, num_classes)
-    if bad >= 0:
-        V.raise_bad_index(tflat, bad, num_classes, ignore)
-    rows_batch = _plumbing.batch(h, tflat.shape[0], num_classes, batch_shape, reduction, wsum, norm)
+    rows_batch = _plumbing.batch(h, N, num_classes, batch_shape, reduction, count, norm, rw, aux)
 
-    N = tflat.shape[0]
     # BLAS needs a unit stride along one axis; anything else is copied once
     # here (O(N D) / O(V D), never O(N V)) rather than per chunk by matmul.
     h2 = np.ascontiguousarray(h.reshape(N, D))
     w2 = np.ascontiguousarray(w)
     copied = (0 if np.shares_memory(h2, h) else h2.nbytes) + (0 if np.shares_memory(w2, w) else w2.nbytes)
+    copied += 16 * N if (aux or rw is not _plumbing.NO_ROWS) else 0
     return dict(
-        dtype=dtype, h=h2, w=w2, b=b, target=tflat, wc=wc, ignore=ignore, ls=ls, z=z, cap=cap,
-        batch=rows_batch, inv_denom=rows_batch.inv_denom, N=N, D=D, V=num_classes,
-        batch_shape=batch_shape, chunk_size=rows, max_memory=budget, copied=copied,
+        dtype=dtype, h=h2, w=w2, b=b, target=tflat, probs=probs, raw_target=t, wc=wc, ignore=ignore, ls=ls, z=z,
+        cap=cap, batch=rows_batch, inv_denom=rows_batch.inv_denom, N=N, D=D, V=num_classes,
+        batch_shape=batch_shape, chunk_size=rows, max_memory=budget, copied=copied, aux=aux,
     )
 
 
@@ -210,23 +235,31 @@ def _accumulate_weight_grad(g, hc, d_weight, first, tmp):
 def _run(p, want_grad):
     """The chunk loop.  Returns ``(row_loss, d_hidden, d_weight, d_bias)`` (grads None without ``want_grad``)."""
     N, D, Vn, dtype = p["N"], p["D"], p["V"], p["dtype"]
-    h, w, b, t = p["h"], p["w"], p["b"], p["target"]
+    h, w, b, t, probs = p["h"], p["w"], p["b"], p["target"], p["probs"]
+    rw, lse = p["batch"].row_weight, p["batch"].lse
+    weighted, want_lse = rw is not _plumbing.NO_ROWS, lse is not _plumbing.NO_ROWS
     row_loss = np.zeros(N, dtype=np.float64)
+    if want_lse:
+        lse[:] = np.nan  # rows not computed (ignored, where=False) keep NaN
     d_hidden = d_weight = dbias_acc = None
     if want_grad:
         d_weight = np.zeros((Vn, D), dtype=dtype)
         if b is not None:
             dbias_acc = np.zeros(Vn, dtype=np.float64)
 
-    # Ignored rows contribute nothing to the loss or any gradient: only the
-    # kept rows are computed (gathered into a small buffer when some are ignored).
-    kept = t != p["ignore"]
+    # Ignored rows (and rows of weight 0: where=False) contribute nothing to the loss or any gradient:
+    # only the kept rows are computed (gathered into a small buffer when some are skipped).
+    kept = t != p["ignore"] if probs is None else np.ones(N, dtype=bool)
+    if weighted:
+        kept &= rw != 0.0
     n_kept = int(np.count_nonzero(kept))
     gather = n_kept < N
+    # probability targets of another dtype, or of skipped rows, are copied per chunk
+    target_rows = probs is not None and (gather or probs.dtype != dtype or not probs.flags.c_contiguous)
     rows = p["chunk_size"] or default_chunk_size(max(n_kept, 1), Vn, dtype.itemsize)
     if p["max_memory"] is not None:  # checked before any buffer is made
         rows = min(rows, chunk_rows_for_budget(p["max_memory"], N, Vn, D, dtype.itemsize, want_grad, gather,
-                                               _blas.available(dtype), p["copied"], b is not None))
+                                               _blas.available(dtype), p["copied"], b is not None, target_rows))
         if n_kept:  # evened out as the default is (never above the budget's rows)
             rows = -(-n_kept // -(-n_kept // rows))
     idx = np.flatnonzero(kept) if gather else None
@@ -243,6 +276,9 @@ def _run(p, want_grad):
         tbuf = np.empty(rows, dtype=np.int64)
         lbuf = np.empty(rows, dtype=np.float64)
         dhbuf = np.empty((rows, D), dtype=dtype) if want_grad else None
+        rwbuf = np.empty(rows, dtype=np.float64) if weighted else rw
+        lsebuf = np.empty(rows, dtype=np.float64) if want_lse else lse
+    pbuf = np.empty((rows, Vn), dtype=dtype) if target_rows else None
     tmp = None
     if want_grad and not _blas.available(dtype):
         # fallback accumulation block: about as many bytes as the logits buffer
@@ -256,24 +292,46 @@ def _run(p, want_grad):
             sel = idx[start:stop]
             hc = hbuf[:m]
             np.take(h, sel, axis=0, out=hc, mode="clip")
-            tc = tbuf[:m]
-            np.take(t, sel, out=tc, mode="clip")
             lc = lbuf[:m]
+            if probs is None:
+                tc = tbuf[:m]
+                np.take(t, sel, out=tc, mode="clip")
+            else:
+                tc = pbuf[:m]
+                tc[...] = probs[sel]
+            rwc = rwbuf[:m] if weighted else rw
+            if weighted:
+                np.take(rw, sel, out=rwc, mode="clip")
+            lsec = lsebuf[:m] if want_lse else lse
         else:
-            hc, tc, lc = h[start:stop], t[start:stop], row_loss[start:stop]
+            hc, lc = h[start:stop], row_loss[start:stop]
+            if probs is None:
+                tc = t[start:stop]
+            elif target_rows:
+                tc = pbuf[:m]
+                tc[...] = probs[start:stop]
+            else:
+                tc = probs[start:stop]
+            rwc = rw[start:stop] if weighted else rw
+            lsec = lse[start:stop] if want_lse else lse
         np.matmul(hc, w.T, out=x)
         if b is not None:
             x += b
         # the gradient overwrites the logits chunk in place (a read-only view of the logits
         # for the loss alone: the kernel specialisations the softmax wrappers use)
-        if want_grad:
-            run_int_kernel(x, tc, p["wc"], p["ignore"], p["ls"], p["z"], p["cap"], 0.0, p["inv_denom"], x, lc)
+        grad = x if want_grad else empty_grad
+        xin = x if want_grad else _plumbing.readonly(x)
+        if probs is None:
+            run_int_kernel(xin, tc, p["wc"], p["ignore"], p["ls"], p["z"], p["cap"], 0.0, p["inv_denom"], rwc, grad,
+                           lc, lsec)
         else:
-            run_int_kernel(_plumbing.readonly(x), tc, p["wc"], p["ignore"], p["ls"], p["z"], p["cap"], 0.0,
-                           p["inv_denom"], empty_grad, lc)
+            _plumbing.launch(KS.PROB, xin, grad, (_plumbing.readonly(tc), p["wc"], p["ls"], p["z"], p["cap"], 0.0,
+                                                  p["inv_denom"], rwc), (lc, lsec))
         g = x
         if gather:
             row_loss[sel] = lc
+            if want_lse:
+                lse[sel] = lsec
         if not want_grad:
             continue
         if gather:
@@ -289,15 +347,22 @@ def _run(p, want_grad):
 
 
 def _reduce(p, row_loss):
-    return _plumbing.reduce(p["batch"], row_loss, p["dtype"])
+    """The reduced loss, and the :class:`~numloss.Aux` when ``aux=True``."""
+    b, dtype = p["batch"], p["dtype"]
+    loss = _plumbing.reduce(b, row_loss, dtype)
+    if not p["aux"]:
+        return loss
+    z_rows = z_loss_rows(p["z"], b, p["target"], p["wc"], p["ignore"])
+    return loss, _plumbing.aux_result(b, row_loss, z_rows, dtype)
 
 
 def linear_cross_entropy(
     hidden: ArrayLike, weight: ArrayLike, target: ArrayLike, *, bias: ArrayLike | None = None,
     weight_classes: ArrayLike | None = None, ignore_index: int = -100, label_smoothing: Real = 0.0,
     z_loss: Real = 0.0, softcap: Real | None = None, reduction: Reduction = "mean", normalizer: Real | None = None,
-    chunk_size: int | None = None, max_memory: int | str | None = None,
-) -> LossValue:
+    chunk_size: int | None = None, max_memory: int | str | None = None, sample_weight: ArrayLike | None = None,
+    where: ArrayLike | None = None, aux: bool = False,
+) -> Any:
     r"""Softmax cross-entropy of a linear layer's output, never holding all its logits.
 
     With logits :math:`x = h W^\top + b` for each row :math:`h` of ``hidden``,
@@ -321,8 +386,11 @@ def linear_cross_entropy(
         The inputs of the output layer (usually ``(N, D)``).
     weight : array_like, shape ``(V, D)``, the dtype of ``hidden``
         The output layer's weight in ``nn.Linear``'s layout (one row per class).
-    target : array_like of int, shape ``hidden.shape[:-1]``
-        Class indices in ``[0, V)`` or ``ignore_index`` (any integer dtype).
+    target : array_like
+        Class indices in ``[0, V)`` or ``ignore_index`` (any integer dtype),
+        shape ``hidden.shape[:-1]``; or probabilities (float, e.g. a
+        teacher's, for distillation) of shape ``hidden.shape[:-1] + (V,)``,
+        read chunk by chunk (``ignore_index`` does not apply to them).
     bias : array_like, shape ``(V,)``, the dtype of ``hidden``, optional
         The output layer's bias.
     weight_classes : array_like, shape ``(V,)``, optional
@@ -337,8 +405,9 @@ def linear_cross_entropy(
         Gemma 2 logit soft-capping ``softcap * tanh(logits / softcap)``.
     reduction : {"mean", "sum", "none"}
         "mean" divides by the sum of ``weight_classes[target]`` over the kept
-        rows (their count without ``weight_classes``), computed once for the
-        whole batch (never per chunk).  An empty or all-ignored batch gives
+        rows (their count without ``weight_classes``; the number of rows for
+        probability targets), computed once for the whole batch (never per
+        chunk).  An empty or all-ignored batch gives
         NaN for "mean" (as PyTorch; pass ``normalizer`` for 0).
     normalizer : float > 0, optional
         Replaces the denominator of "mean" (e.g. the global token count).
@@ -352,6 +421,8 @@ def linear_cross_entropy(
         budget (docs/linear.md's formula, :func:`chunk_rows_for_budget`).
         Not with ``chunk_size``; a budget below one row's needs raises
         ``ValueError`` naming the minimum.
+    sample_weight, where, aux
+        See below.
 
     Returns
     -------
@@ -379,7 +450,7 @@ def linear_cross_entropy(
     0.395495
     """
     p = _prepare(hidden, weight, target, bias, weight_classes, ignore_index, label_smoothing, z_loss, softcap,
-                 reduction, normalizer, chunk_size, max_memory)
+                 reduction, normalizer, chunk_size, max_memory, sample_weight, where, aux)
     row_loss, _, _, _ = _run(p, want_grad=False)
     return _reduce(p, row_loss)
 
@@ -388,8 +459,9 @@ def linear_cross_entropy_with_grad(
     hidden: ArrayLike, weight: ArrayLike, target: ArrayLike, *, bias: ArrayLike | None = None,
     weight_classes: ArrayLike | None = None, ignore_index: int = -100, label_smoothing: Real = 0.0,
     z_loss: Real = 0.0, softcap: Real | None = None, reduction: Reduction = "mean", normalizer: Real | None = None,
-    chunk_size: int | None = None, max_memory: int | str | None = None,
-) -> tuple[LossValue, tuple[Grad, Grad, Grad | None]]:
+    chunk_size: int | None = None, max_memory: int | str | None = None, sample_weight: ArrayLike | None = None,
+    where: ArrayLike | None = None, aux: bool = False,
+) -> Any:
     r"""Fused linear + softmax cross-entropy and its gradients, chunk by chunk.
 
     The loss is :func:`linear_cross_entropy`'s.  With ``G`` the gradient of
@@ -413,6 +485,8 @@ def linear_cross_entropy_with_grad(
         As :func:`linear_cross_entropy`.
     ignore_index, label_smoothing, z_loss, softcap, reduction, normalizer, chunk_size, max_memory
         As :func:`linear_cross_entropy`.
+    sample_weight, where, aux
+        As :func:`linear_cross_entropy`; ``aux=True`` returns ``(loss, grads, aux)``.
 
     Returns
     -------
@@ -443,8 +517,15 @@ def linear_cross_entropy_with_grad(
     array([ 0.5, -0.5])
     """
     p = _prepare(hidden, weight, target, bias, weight_classes, ignore_index, label_smoothing, z_loss, softcap,
-                 reduction, normalizer, chunk_size, max_memory)
+                 reduction, normalizer, chunk_size, max_memory, sample_weight, where, aux)
     row_loss, d_hidden, d_weight, dbias_acc = _run(p, want_grad=True)
     d_bias = dbias_acc.astype(p["dtype"]) if dbias_acc is not None else None
     d_hidden = d_hidden.reshape(p["batch_shape"] + (p["D"],))
-    return _reduce(p, row_loss), (d_hidden, d_weight, d_bias)
+    grads = (d_hidden, d_weight, d_bias)
+    if p["aux"]:
+        loss, aux_out = _reduce(p, row_loss)
+        return loss, grads, aux_out
+    return _reduce(p, row_loss), grads
+
+
+linear_cross_entropy.__doc__ = _plumbing.with_row_options(linear_cross_entropy.__doc__)

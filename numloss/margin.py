@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
-from . import _indexed
+from . import _indexed, _plumbing
 from . import _validate as V
 from ._kernels import margin as K
-from ._typing import ArrayLike, Grad, LossValue, Real, Reduction
+from ._typing import ArrayLike, Grad, Real, Reduction
 
 
 def _options(kind, scale, margin, label_smoothing, dtype):
@@ -47,13 +48,14 @@ _COMMON_PARAMETERS = """
     reduction : {"mean", "sum", "none"}
         "mean" divides by the summed ``weight[target]`` of the kept samples
         (``F.cross_entropy``'s normalisation; NaN for an empty or all-ignored
-        batch); "none" returns per-sample losses (ignored samples 0)."""
+        batch); "none" returns per-sample losses (ignored samples 0).""" + _plumbing.ROW_OPTIONS_DOC
 
 
 def cosface_cross_entropy(cosine: ArrayLike, target: ArrayLike, *, scale: Real = 30.0, margin: Real = 0.35,
                           weight: ArrayLike | None = None, ignore_index: int = -100, label_smoothing: Real = 0.0,
-                          reduction: Reduction = "mean") -> LossValue:
-    p = _indexed.prepare(cosine, target, weight, ignore_index, reduction, name="cosine")
+                          reduction: Reduction = "mean", sample_weight: ArrayLike | None = None,
+                          where: ArrayLike | None = None, aux: bool = False) -> Any:
+    p = _indexed.prepare(cosine, target, weight, ignore_index, reduction, "cosine", sample_weight, where, aux)
     opts = _options(K.COSFACE, scale, margin, label_smoothing, p.batch.x.dtype)
     return _indexed.loss_only(p, _indexed.runner(p, K.MARGIN, *opts))
 
@@ -61,17 +63,20 @@ def cosface_cross_entropy(cosine: ArrayLike, target: ArrayLike, *, scale: Real =
 def cosface_cross_entropy_with_grad(cosine: ArrayLike, target: ArrayLike, *, scale: Real = 30.0,
                                     margin: Real = 0.35, weight: ArrayLike | None = None, ignore_index: int = -100,
                                     label_smoothing: Real = 0.0, reduction: Reduction = "mean",
-                                    out: Grad | None = None) -> tuple[LossValue, Grad]:
-    p = _indexed.prepare(cosine, target, weight, ignore_index, reduction, name="cosine")
+                                    sample_weight: ArrayLike | None = None, where: ArrayLike | None = None,
+                                    aux: bool = False, out: Grad | None = None) -> Any:
+    p = _indexed.prepare(cosine, target, weight, ignore_index, reduction, "cosine", sample_weight, where, aux)
     opts = _options(K.COSFACE, scale, margin, label_smoothing, p.batch.x.dtype)
-    return _indexed.loss_and_grad(p, out, weight, "cosine", _indexed.runner(p, K.MARGIN, *opts))
+    return _indexed.loss_and_grad(p, out, weight, "cosine", _indexed.runner(p, K.MARGIN, *opts), sample_weight)
 
 
 def arcface_cross_entropy(cosine: ArrayLike, target: ArrayLike, *, scale: Real = 64.0, margin: Real = 0.5,
                           easy_margin: bool = False, weight: ArrayLike | None = None, ignore_index: int = -100,
-                          label_smoothing: Real = 0.0, reduction: Reduction = "mean") -> LossValue:
-    p = _indexed.prepare(cosine, target, weight, ignore_index, reduction, name="cosine")
-    kind = K.ARCFACE_EASY if _flag(easy_margin, "easy_margin") else K.ARCFACE
+                          label_smoothing: Real = 0.0, reduction: Reduction = "mean",
+                          sample_weight: ArrayLike | None = None, where: ArrayLike | None = None,
+                          aux: bool = False) -> Any:
+    p = _indexed.prepare(cosine, target, weight, ignore_index, reduction, "cosine", sample_weight, where, aux)
+    kind = K.ARCFACE_EASY if V.flag(easy_margin, "easy_margin") else K.ARCFACE
     opts = _options(kind, scale, margin, label_smoothing, p.batch.x.dtype)
     return _indexed.loss_only(p, _indexed.runner(p, K.MARGIN, *opts))
 
@@ -79,18 +84,13 @@ def arcface_cross_entropy(cosine: ArrayLike, target: ArrayLike, *, scale: Real =
 def arcface_cross_entropy_with_grad(cosine: ArrayLike, target: ArrayLike, *, scale: Real = 64.0, margin: Real = 0.5,
                                     easy_margin: bool = False, weight: ArrayLike | None = None,
                                     ignore_index: int = -100, label_smoothing: Real = 0.0,
-                                    reduction: Reduction = "mean",
-                                    out: Grad | None = None) -> tuple[LossValue, Grad]:
-    p = _indexed.prepare(cosine, target, weight, ignore_index, reduction, name="cosine")
-    kind = K.ARCFACE_EASY if _flag(easy_margin, "easy_margin") else K.ARCFACE
+                                    reduction: Reduction = "mean", sample_weight: ArrayLike | None = None,
+                                    where: ArrayLike | None = None, aux: bool = False,
+                                    out: Grad | None = None) -> Any:
+    p = _indexed.prepare(cosine, target, weight, ignore_index, reduction, "cosine", sample_weight, where, aux)
+    kind = K.ARCFACE_EASY if V.flag(easy_margin, "easy_margin") else K.ARCFACE
     opts = _options(kind, scale, margin, label_smoothing, p.batch.x.dtype)
-    return _indexed.loss_and_grad(p, out, weight, "cosine", _indexed.runner(p, K.MARGIN, *opts))
-
-
-def _flag(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False; got {value!r}")
-    return bool(value)
+    return _indexed.loss_and_grad(p, out, weight, "cosine", _indexed.runner(p, K.MARGIN, *opts), sample_weight)
 
 
 cosface_cross_entropy.__doc__ = r"""CosFace / AM-Softmax: softmax cross-entropy with an additive cosine margin.

@@ -61,13 +61,13 @@ def broadcast_weight(value, shape, dtype, name):
     return _plumbing.readonly(np.ascontiguousarray(np.broadcast_to(w.reshape(rows, last), (rows, C)), dtype=dtype))
 
 
-def _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer):
-    """Validate; return ``(batch, kernels, head)`` for :mod:`numloss._plumbing`."""
+def _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer, sample_weight, where):
+    """Validate; return ``(batch, kernels, head, element weights or None)`` for :mod:`numloss._plumbing`."""
     x = V.float_array(logits)
     reduction = V.reduction(reduction)
     eps = V.eps(eps)
     norm = V.normalizer(normalizer)
-    b = _plumbing.elementwise_batch(x, reduction, norm)
+    b, ew = _plumbing.elementwise_batch(x, reduction, norm, sample_weight, where)
     # bool targets (multi-label masks) are read as they are; other dtypes as the logits'
     t2 = _plumbing.dense_target(target, b, native=(np.dtype(np.bool_),))
     w = broadcast_weight(weight, x.shape, x.dtype, "weight")
@@ -76,12 +76,13 @@ def _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer):
     # multiplications and clamps; compiled for those two signatures only)
     plain = weight is None and pos_weight is None and eps == 0.0 and t2.dtype == x.dtype
     kernels = K.PLAIN if plain else K.GENERAL
-    return b, kernels, (t2, w, pw, eps, b.inv_denom)
+    return b, kernels, (t2, w, pw, eps, b.inv_denom, b.row_weight), ew
 
 
 def sigmoid_cross_entropy(logits: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None,
                           pos_weight: ArrayLike | None = None, eps: Real = 0.0, reduction: Reduction = "mean",
-                          normalizer: Real | None = None) -> LossValue:
+                          normalizer: Real | None = None, sample_weight: ArrayLike | None = None,
+                          where: ArrayLike | None = None) -> LossValue:
     r"""Sigmoid (binary) cross-entropy from logits, elementwise.
 
     .. math::
@@ -109,6 +110,16 @@ def sigmoid_cross_entropy(logits: ArrayLike, target: ArrayLike, *, weight: Array
         weights); "none" returns the per-element losses.
     normalizer : float > 0, optional
         Replaces the denominator of "mean".
+    sample_weight, where : array_like, optional
+        See :ref:`elementwise sample weights <elementwise-weights>`: an array
+        of shape ``logits.shape[:-1]`` holds one value per row (this reading
+        wins when ``N == C``), any other shape broadcasts to the logits'
+        shape (one value per element).  ``sample_weight`` (>= 0) multiplies
+        the losses and the gradient, and "mean" divides by its sum over the
+        elements; ``where=False`` (bool) skips a row or an element (not
+        read: a NaN there gives 0; not counted in "mean").  A weight of 0
+        skips as ``where=False`` does.  Per-element arrays cost one more
+        pass over the losses and the gradient; per-row ones nothing.
 
     Returns
     -------
@@ -127,14 +138,16 @@ def sigmoid_cross_entropy(logits: ArrayLike, target: ArrayLike, *, weight: Array
     >>> round(float(numloss.sigmoid_cross_entropy(np.array([0.0, 2.0]), np.array([1.0, 0.0]))), 6)
     1.410038
     """
-    b, kernels, head = _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer)
-    losses = _plumbing.loss_only(b, _plumbing.elementwise_runner(b, kernels, head))
+    b, kernels, head, ew = _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer, sample_weight,
+                                    where)
+    losses = _plumbing.loss_only(b, _plumbing.elementwise_runner(b, kernels, head, ew))
     return _plumbing.reduce(b, losses, b.x.dtype)
 
 
 def sigmoid_cross_entropy_with_grad(logits: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None,
                                     pos_weight: ArrayLike | None = None, eps: Real = 0.0,
                                     reduction: Reduction = "mean", normalizer: Real | None = None,
+                                    sample_weight: ArrayLike | None = None, where: ArrayLike | None = None,
                                     out: Grad | None = None) -> tuple[LossValue, Grad]:
     r"""Sigmoid cross-entropy and its gradient with respect to the logits, in one pass.
 
@@ -149,7 +162,7 @@ def sigmoid_cross_entropy_with_grad(logits: ArrayLike, target: ArrayLike, *, wei
 
     Parameters
     ----------
-    logits, target, weight, pos_weight, eps, reduction, normalizer
+    logits, target, weight, pos_weight, eps, reduction, normalizer, sample_weight, where
         As :func:`sigmoid_cross_entropy`.
     out : ndarray, optional
         Where to write the gradient: ``logits`` itself (in place) or a
@@ -172,7 +185,9 @@ def sigmoid_cross_entropy_with_grad(logits: ArrayLike, target: ArrayLike, *, wei
     >>> grad
     array([-0.25,  0.25])
     """
-    b, kernels, head = _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer)
-    inputs = [("logits", b.x), ("target", target), ("weight", weight), ("pos_weight", pos_weight)]
-    losses, grad = _plumbing.loss_and_grad(b, out, inputs, _plumbing.elementwise_runner(b, kernels, head))
+    b, kernels, head, ew = _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer, sample_weight,
+                                    where)
+    inputs = [("logits", b.x), ("target", target), ("weight", weight), ("pos_weight", pos_weight),
+              ("sample_weight", sample_weight)]
+    losses, grad = _plumbing.loss_and_grad(b, out, inputs, _plumbing.elementwise_runner(b, kernels, head, ew))
     return _plumbing.reduce(b, losses, b.x.dtype), grad

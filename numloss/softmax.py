@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 
 from . import _plumbing
 from . import _validate as V
 from ._kernels import softmax as K
-from ._typing import ArrayLike, Grad, LossValue, Real, Reduction
+from ._typing import ArrayLike, Grad, Real, Reduction
 
 
 @dataclasses.dataclass(slots=True)
@@ -28,9 +29,11 @@ class _Softmax:
     z: float
     cap: float
     eps: float
+    aux: bool
 
 
-def _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, eps, axis, reduction, normalizer):
+def _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, eps, axis, reduction, normalizer,
+             sample_weight=None, where=None, aux=False):
     """Validate everything before any work."""
     x = V.float_array(logits)
     if x.ndim == 0:
@@ -54,12 +57,14 @@ def _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, soft
     batch_shape = xm.shape[:-1]
     N = math.prod(batch_shape)
     w = V.class_weights(weight, C)
+    rw = _plumbing.row_weights(sample_weight, where, batch_shape)
+    aux = V.flag(aux, "aux")
 
     t = np.asarray(target)
     if t.dtype.kind in "iu":
         kind = "int"
         tflat = V.class_indices(t, batch_shape, C, ignore)
-        bad, count = K.int_target_denominator(tflat, w, ignore, C)
+        bad, count = K.int_target_denominator(tflat, w, ignore, C, rw)
         if bad >= 0:
             V.raise_bad_index(tflat, bad, C, ignore)
     elif t.dtype.kind == "f":
@@ -71,13 +76,13 @@ def _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, soft
         tm = t if axis == x.ndim - 1 else np.moveaxis(t, axis, -1)
         # read in the logits' dtype: one kernel per logits dtype (a copy only for other float dtypes)
         tflat = _plumbing.readonly(np.ascontiguousarray(tm.reshape(N, C), dtype=x.dtype))
-        count = float(N)
+        count = float(N) if rw is _plumbing.NO_ROWS else float(rw.sum())
     else:
         raise ValueError(
             f"target must hold integer class indices or float probabilities; got dtype {t.dtype}"
         )
-    b = _plumbing.batch(xm, N, C, batch_shape, reduction, count, norm)
-    return _Softmax(b, axis, kind, tflat, t, w, ignore, ls, z, cap, eps)
+    b = _plumbing.batch(xm, N, C, batch_shape, reduction, count, norm, rw, aux)
+    return _Softmax(b, axis, kind, tflat, t, w, ignore, ls, z, cap, eps, aux)
 
 
 def _axis(axis, ndim):
@@ -93,33 +98,70 @@ def _axis(axis, ndim):
     return axis % ndim
 
 
-def run_int_kernel(x2, target, weight, ignore, ls, z, cap, eps, inv_denom, grad2, row_loss):
+def run_int_kernel(x2, target, weight, ignore, ls, z, cap, eps, inv_denom, row_weight, grad2, row_loss, lse):
     """The fused kernel for class-index targets over ``x2`` (N, C) C-contiguous.
 
-    Writes the per-row losses into ``row_loss`` (N,) float64 and the gradient
-    into ``grad2``: a separate (N, C) array, ``x2`` itself (in place), or a
-    (0, C) array (no gradient).  The few-classes tile kernels take C <
-    SMALL_C without label smoothing, softcap or eps; else the row kernels.
-    Shared by every caller (softmax wrappers, :mod:`numloss.linear`).
+    Writes the per-row losses into ``row_loss`` (N,) float64, the per-row
+    log-sum-exp into ``lse`` ((N,) float64, or empty: not wanted) and the
+    gradient into ``grad2``: a separate (N, C) array, ``x2`` itself (in
+    place), or a (0, C) array (no gradient).  ``row_weight``: the sample
+    weights ((N,) float64, 0 skips a row) or empty.  The few-classes tile
+    kernels take C < SMALL_C without label smoothing, softcap or eps; else
+    the row kernels.  Shared by every caller (softmax wrappers,
+    :mod:`numloss.linear`).
     """
     small = x2.shape[1] < K.SMALL_C and ls == 0.0 and cap == 0.0 and eps == 0.0
     if small:
-        _plumbing.launch(K.INT_SMALL, x2, grad2, (target, weight, ignore, z, inv_denom), (row_loss,))
+        _plumbing.launch(K.INT_SMALL, x2, grad2, (target, weight, ignore, z, inv_denom, row_weight), (row_loss, lse))
     else:
-        _plumbing.launch(K.INT, x2, grad2, (target, weight, ignore, ls, z, cap, eps, inv_denom), (row_loss,))
+        _plumbing.launch(K.INT, x2, grad2, (target, weight, ignore, ls, z, cap, eps, inv_denom, row_weight),
+                         (row_loss, lse))
+
+
+def z_loss_rows(z, b, target, class_weight, ignore):
+    """Per-row z-loss terms of :class:`~numloss._plumbing.Batch` ``b`` (float64, for :class:`numloss.Aux`), or
+    ``None`` without a z-loss.
+
+    ``z * w * lse**2`` from the kernels' log-sum-exp ``b.lse``, ``w`` the
+    row's ``class_weight[target]`` (1 for probability targets: ``target``
+    ``None``) times its sample weight; 0 for a skipped row.
+    """
+    if z == 0.0:
+        return None
+    if target is None:
+        factor = np.ones(b.N)
+    else:
+        kept = target != ignore
+        factor = np.where(kept, class_weight[np.where(kept, target, 0)], 0.0)
+    if b.row_weight is not _plumbing.NO_ROWS:
+        factor = factor * b.row_weight
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.where(factor != 0.0, z * factor * b.lse * b.lse, 0.0)
+
+
+def _result(p, row_loss, *grad):
+    """``loss`` (with ``grad`` when given), and the :class:`Aux` when ``aux=True``."""
+    dtype = p.batch.x.dtype
+    loss = _plumbing.reduce(p.batch, row_loss, dtype)
+    if not p.aux:
+        return (loss, *grad) if grad else loss
+    z_rows = z_loss_rows(p.z, p.batch, p.target if p.kind == "int" else None, p.weight, p.ignore)
+    return (loss, *grad, _plumbing.aux_result(p.batch, row_loss, z_rows, dtype))
 
 
 def _runner(p):
     """``run(x2, grad2) -> row losses`` for :mod:`numloss._plumbing`."""
 
     def run(x2, grad2):
-        row_loss = np.empty(p.batch.N, dtype=np.float64)
+        b = p.batch
+        row_loss = np.empty(b.N, dtype=np.float64)
         if p.kind == "int":
-            run_int_kernel(x2, p.target, p.weight, p.ignore, p.ls, p.z, p.cap, p.eps, p.batch.inv_denom, grad2,
-                           row_loss)
+            run_int_kernel(x2, p.target, p.weight, p.ignore, p.ls, p.z, p.cap, p.eps, b.inv_denom, b.row_weight,
+                           grad2, row_loss, b.lse)
         else:
-            _plumbing.launch(K.PROB, x2, grad2, (p.target, p.weight, p.ls, p.z, p.cap, p.eps, p.batch.inv_denom),
-                             (row_loss,))
+            _plumbing.launch(K.PROB, x2, grad2,
+                             (p.target, p.weight, p.ls, p.z, p.cap, p.eps, b.inv_denom, b.row_weight),
+                             (row_loss, b.lse))
         return row_loss
 
     return run
@@ -128,8 +170,9 @@ def _runner(p):
 def softmax_cross_entropy(
     logits: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, ignore_index: int = -100,
     label_smoothing: Real = 0.0, z_loss: Real = 0.0, softcap: Real | None = None, eps: Real = 0.0, axis: int = -1,
-    reduction: Reduction = "mean", normalizer: Real | None = None,
-) -> LossValue:
+    reduction: Reduction = "mean", normalizer: Real | None = None, sample_weight: ArrayLike | None = None,
+    where: ArrayLike | None = None, aux: bool = False,
+) -> Any:
     r"""Softmax cross-entropy from logits.
 
     For each sample with logits :math:`x` (class axis ``axis``),
@@ -177,6 +220,8 @@ def softmax_cross_entropy(
     normalizer : float > 0, optional
         Replaces the denominator of "mean" (e.g. the global token count when
         accumulating gradients over micro-batches).
+    sample_weight, where, aux
+        See below.
 
     Returns
     -------
@@ -198,15 +243,16 @@ def softmax_cross_entropy(
     0.417030
     """
     p = _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, eps, axis, reduction,
-                 normalizer)
-    return _plumbing.reduce(p.batch, _plumbing.loss_only(p.batch, _runner(p)), p.batch.x.dtype)
+                 normalizer, sample_weight, where, aux)
+    return _result(p, _plumbing.loss_only(p.batch, _runner(p)))
 
 
 def softmax_cross_entropy_with_grad(
     logits: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, ignore_index: int = -100,
     label_smoothing: Real = 0.0, z_loss: Real = 0.0, softcap: Real | None = None, eps: Real = 0.0, axis: int = -1,
-    reduction: Reduction = "mean", normalizer: Real | None = None, out: Grad | None = None,
-) -> tuple[LossValue, Grad]:
+    reduction: Reduction = "mean", normalizer: Real | None = None, sample_weight: ArrayLike | None = None,
+    where: ArrayLike | None = None, aux: bool = False, out: Grad | None = None,
+) -> Any:
     r"""Softmax cross-entropy and its gradient with respect to the logits, in one pass.
 
     The loss is :func:`softmax_cross_entropy`'s.  The gradient, for one
@@ -224,7 +270,8 @@ def softmax_cross_entropy_with_grad(
 
     Parameters
     ----------
-    logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, eps, axis, reduction, normalizer
+    logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, eps, axis, reduction, normalizer,
+    sample_weight, where, aux
         As :func:`softmax_cross_entropy`.
     out : ndarray, optional
         Where to write the gradient: C-contiguous, writable, of the logits'
@@ -252,9 +299,9 @@ def softmax_cross_entropy_with_grad(
     array([[ 0.5, -0.5]])
     """
     p = _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, eps, axis, reduction,
-                 normalizer)
+                 normalizer, sample_weight, where, aux)
     x = np.asarray(logits)
-    inputs = [("logits", x), ("target", p.raw_target), ("weight", weight)]
+    inputs = [("logits", x), ("target", p.raw_target), ("weight", weight), ("sample_weight", sample_weight)]
     if p.axis == x.ndim - 1:
         row_loss, grad = _plumbing.loss_and_grad(p.batch, out, inputs, _runner(p))
     else:  # the gradient in the moved layout, then moved back (and copied into out)
@@ -265,4 +312,7 @@ def softmax_cross_entropy_with_grad(
         if out is not None:
             out[...] = grad
             grad = out
-    return _plumbing.reduce(p.batch, row_loss, x.dtype), grad
+    return _result(p, row_loss, grad)
+
+
+softmax_cross_entropy.__doc__ = _plumbing.with_row_options(softmax_cross_entropy.__doc__)

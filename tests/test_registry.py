@@ -17,7 +17,7 @@ import numloss.dask
 from numloss import _bench, _check, _registry
 
 LOSSES = _registry.LOSSES
-COMMON = {"reduction", "normalizer", "out"}
+COMMON = {"reduction", "normalizer", "out", "sample_weight", "where", "aux"}
 
 
 @pytest.mark.parametrize("loss", LOSSES, ids=[loss.name for loss in LOSSES])
@@ -30,6 +30,8 @@ def test_record_matches_the_public_functions_signatures(loss):
         keyword = {k: p.default for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
         assert {k: v for k, v in keyword.items() if k not in COMMON} == dict(loss.options), name
         assert ("normalizer" in keyword) == loss.normalizer, name
+        assert keyword["sample_weight"] is None and keyword["where"] is None, name
+        assert keyword.get("aux", None) is (False if loss.aux else None), name
         assert keyword["reduction"] == "mean"
         assert next(iter(params)) == loss.input, name
     assert ("out" in inspect.signature(getattr(module, loss.with_grad)).parameters) == (loss.input != "hidden")

@@ -19,6 +19,7 @@ from numba import types
 from numba.extending import overload
 
 from ._jit import JIT_OPTIONS, jit_inline
+from ._math import cast_like
 
 #: one family's drivers: ``serial(x, *head, grad, *tail)`` and ``parallel`` (same
 #: arguments) write the gradient to ``grad`` (nothing for a ``(0, C)`` grad);
@@ -61,9 +62,42 @@ def _gradient_array(x, g_or_none):
 
 
 @jit_inline
-def skip_row(g, i, want_grad, row_loss):
-    """An ignored sample: loss 0 and, if wanted, a zero gradient row (whatever the row holds, NaN included)."""
+def sample_weight_of(row_weight, i):
+    """Row ``i``'s sample weight: ``row_weight[i]``, or 1 when ``row_weight`` is empty (no sample weights).
+
+    Every family's row loop multiplies the row's loss by it and passes
+    ``inv_denom * weight`` as the row's gradient factor; a weight of 0 (a
+    ``where=False`` row, or a zero sample weight) skips the row unread.
+    """
+    if row_weight.shape[0] == 0:
+        return 1.0
+    return row_weight[i]
+
+
+@jit_inline
+def skip_row(g, i, want_grad, row_loss, lse_out):
+    """An ignored sample: loss 0 and, if wanted, a zero gradient row (whatever the row holds, NaN included),
+    and a NaN log-sum-exp (the row is not read)."""
     row_loss[i] = 0.0
+    if lse_out.shape[0] != 0:
+        lse_out[i] = np.nan
     if want_grad:
         for j in range(np.uint64(g.shape[1])):
             g[i, j] = 0
+
+
+@jit_inline
+def skip_elements(g, el, i, ei, want_grad, want_elem):
+    """A skipped row of an elementwise loss: zero gradient and element losses (the row is not read)."""
+    for j in range(np.uint64(g.shape[1])):
+        if want_grad:
+            g[i, j] = 0
+        if want_elem:
+            el[ei, j] = 0
+
+
+@jit_inline
+def scale_row(a, i, factor):
+    """``a[i] *= factor`` with the product formed in float64 (element losses times a row's sample weight)."""
+    for j in range(np.uint64(a.shape[1])):
+        a[i, j] = cast_like(np.float64(a[i, j]) * factor, a[i, j])

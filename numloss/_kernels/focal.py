@@ -40,7 +40,16 @@ from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
 from ._math import cast_like, exp, exp_nonpositive, log1p_unit, select
-from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks, skip_row
+from ._rows import (
+    KernelSet,
+    chunk_bounds,
+    gradient_array,
+    row_chunks,
+    sample_weight_of,
+    scale_row,
+    skip_elements,
+    skip_row,
+)
 from .softmax import SUM_BLOCK, _exp_sum_block, _row_max, _stored_below_max, _sum_and_log
 
 #: how a row of the sigmoid focal loss forms q**gamma (see _sigmoid_focal_row and _sigmoid_focal_range)
@@ -166,45 +175,56 @@ def _sigmoid_focal_row(x, t, i, alpha, gamma, inv_denom, g, want_grad, el, want_
 
 
 @jit
-def _sigmoid_focal_rows(x, g_or_none, lo, hi, want_grad, target, alpha, gamma, inv_denom, elem_loss, row_loss):
+def _sigmoid_focal_rows(x, g_or_none, lo, hi, want_grad, target, alpha, gamma, inv_denom, row_weight, elem_loss,
+                        row_loss):
+    """Rows ``lo:hi``; ``row_weight`` holds the sample weights (empty: all 1; 0 skips a row unread)."""
     g = gradient_array(x, g_or_none)
     want_elem = elem_loss.shape[0] == x.shape[0]
     for i in range(lo, hi):
-        row_loss[i] = _sigmoid_focal_row(x, target, i, alpha, gamma, inv_denom, g, want_grad, elem_loss, want_elem)
+        rw = sample_weight_of(row_weight, i)
+        if rw == 0.0:
+            row_loss[i] = 0.0
+            skip_elements(g, elem_loss, i, i, want_grad, want_elem)
+            continue
+        row_loss[i] = rw * _sigmoid_focal_row(x, target, i, alpha, gamma, inv_denom * rw, g, want_grad, elem_loss,
+                                              want_elem)
+        if want_elem and rw != 1.0:
+            scale_row(elem_loss, i, rw)
 
 
 @jit
-def sigmoid_focal_serial(x, target, alpha, gamma, inv_denom, grad, elem_loss, row_loss):
+def sigmoid_focal_serial(x, target, alpha, gamma, inv_denom, row_weight, grad, elem_loss, row_loss):
     _sigmoid_focal_rows(x, grad, np.int64(0), np.int64(x.shape[0]), grad.shape[0] == x.shape[0], target, alpha,
-                        gamma, inv_denom, elem_loss, row_loss)
+                        gamma, inv_denom, row_weight, elem_loss, row_loss)
 
 
 @jit_parallel
-def sigmoid_focal_parallel(x, target, alpha, gamma, inv_denom, grad, elem_loss, row_loss):
+def sigmoid_focal_parallel(x, target, alpha, gamma, inv_denom, row_weight, grad, elem_loss, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
-        _sigmoid_focal_rows(x, grad, lo, hi, want_grad, target, alpha, gamma, inv_denom, elem_loss, row_loss)
+        _sigmoid_focal_rows(x, grad, lo, hi, want_grad, target, alpha, gamma, inv_denom, row_weight, elem_loss,
+                            row_loss)
 
 
 @jit
-def sigmoid_focal_inplace_serial(x, target, alpha, gamma, inv_denom, elem_loss, row_loss):
+def sigmoid_focal_inplace_serial(x, target, alpha, gamma, inv_denom, row_weight, elem_loss, row_loss):
     _sigmoid_focal_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, alpha, gamma, inv_denom,
-                        elem_loss, row_loss)
+                        row_weight, elem_loss, row_loss)
 
 
 @jit_parallel
-def sigmoid_focal_inplace_parallel(x, target, alpha, gamma, inv_denom, elem_loss, row_loss):
+def sigmoid_focal_inplace_parallel(x, target, alpha, gamma, inv_denom, row_weight, elem_loss, row_loss):
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
-        _sigmoid_focal_rows(x, None, lo, hi, True, target, alpha, gamma, inv_denom, elem_loss, row_loss)
+        _sigmoid_focal_rows(x, None, lo, hi, True, target, alpha, gamma, inv_denom, row_weight, elem_loss, row_loss)
 
 
 @jit_inline
 def _softmax_focal_row(x, g, i, want_grad, y, w_y, gamma, inv_denom):
-    """Loss (float64) of row ``i`` with class index ``y``; writes ``g[i]`` if ``want_grad``."""
+    """``(loss, log-sum-exp)`` (float64) of row ``i`` with class index ``y``; writes ``g[i]`` if ``want_grad``."""
     C = x.shape[1]
     x0 = x[i, 0]
     zero = cast_like(0.0, x0)
@@ -236,47 +256,56 @@ def _softmax_focal_row(x, g, i, want_grad, y, w_y, gamma, inv_denom):
         for j in range(np.uint64(C)):
             g[i, j] *= scale
         g[i, y] = cast_like(-coef * u * inv_denom, x0)  # (p_y - 1) as -u: no cancellation as p_y -> 1
-    return loss
+    return loss, m + log_s
 
 
 @jit
-def _softmax_focal_rows(x, g_or_none, lo, hi, want_grad, target, weight, ignore_index, gamma, inv_denom, row_loss):
+def _softmax_focal_rows(x, g_or_none, lo, hi, want_grad, target, weight, ignore_index, gamma, inv_denom, row_weight,
+                        row_loss, lse_out):
     g = gradient_array(x, g_or_none)
+    want_lse = lse_out.shape[0] != 0
     for i in range(lo, hi):
         y = target[i]
-        if y == ignore_index:
-            skip_row(g, i, want_grad, row_loss)
+        rw = sample_weight_of(row_weight, i)
+        if y == ignore_index or rw == 0.0:
+            skip_row(g, i, want_grad, row_loss, lse_out)
         else:
-            row_loss[i] = _softmax_focal_row(x, g, i, want_grad, y, weight[y], gamma, inv_denom)
+            loss, lse = _softmax_focal_row(x, g, i, want_grad, y, weight[y], gamma, inv_denom * rw)
+            row_loss[i] = loss * rw
+            if want_lse:
+                lse_out[i] = lse
 
 
 @jit
-def softmax_focal_serial(x, target, weight, ignore_index, gamma, inv_denom, grad, row_loss):
+def softmax_focal_serial(x, target, weight, ignore_index, gamma, inv_denom, row_weight, grad, row_loss, lse_out):
     _softmax_focal_rows(x, grad, np.int64(0), np.int64(x.shape[0]), grad.shape[0] == x.shape[0], target, weight,
-                        ignore_index, gamma, inv_denom, row_loss)
+                        ignore_index, gamma, inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
-def softmax_focal_parallel(x, target, weight, ignore_index, gamma, inv_denom, grad, row_loss):
+def softmax_focal_parallel(x, target, weight, ignore_index, gamma, inv_denom, row_weight, grad, row_loss, lse_out):
     want_grad = grad.shape[0] == x.shape[0]
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
-        _softmax_focal_rows(x, grad, lo, hi, want_grad, target, weight, ignore_index, gamma, inv_denom, row_loss)
+        _softmax_focal_rows(x, grad, lo, hi, want_grad, target, weight, ignore_index, gamma, inv_denom, row_weight,
+                            row_loss, lse_out)
 
 
 @jit
-def softmax_focal_inplace_serial(x, target, weight, ignore_index, gamma, inv_denom, row_loss):
+def softmax_focal_inplace_serial(x, target, weight, ignore_index, gamma, inv_denom, row_weight, row_loss, lse_out):
     _softmax_focal_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, ignore_index, gamma,
-                        inv_denom, row_loss)
+                        inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
-def softmax_focal_inplace_parallel(x, target, weight, ignore_index, gamma, inv_denom, row_loss):
+def softmax_focal_inplace_parallel(x, target, weight, ignore_index, gamma, inv_denom, row_weight, row_loss,
+                                   lse_out):
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
-        _softmax_focal_rows(x, None, lo, hi, True, target, weight, ignore_index, gamma, inv_denom, row_loss)
+        _softmax_focal_rows(x, None, lo, hi, True, target, weight, ignore_index, gamma, inv_denom, row_weight,
+                            row_loss, lse_out)
 
 
 #: the drivers as sets (serial, parallel, in place serial, in place parallel)

@@ -40,7 +40,7 @@ from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
 from ._math import cast_like, exp, maxnum, select
-from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks, skip_row
+from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks, sample_weight_of, skip_row
 
 #: classes per float32/float64 partial sum of exponentials (then summed in float64)
 SUM_BLOCK = 512
@@ -90,7 +90,8 @@ def _sum_exp_scaled(x, g, i, lo, hi, st, m, store, masked_mark):
 
 @jit_inline
 def _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, sin_m, th, mm, sin_floor, inv_denom):
-    """Loss (float64) of row ``i`` with class index ``y``; writes ``g[i]`` if ``want_grad``."""
+    """``(loss, log-sum-exp of the margin logits)`` (float64) of row ``i`` with class index ``y``; writes
+    ``g[i]`` if ``want_grad``."""
     C = x.shape[1]
     x0 = x[i, 0]
     zero = cast_like(0.0, x0)
@@ -177,21 +178,26 @@ def _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, s
         if ls > 0.0:
             dz_y += ls_over_k * (w_unmasked * p_y - (w_y if zy > -np.inf else 0.0))
         g[i, y] = cast_like(dz_y * inv_denom * scale * dphi, x0)
-    return loss
+    return loss, m64 + log_s
 
 
 @jit
 def _margin_rows(x, g_or_none, lo, hi, want_grad, target, weight, ignore_index, ls, scale, kind, margin, cos_m,
-                 sin_m, th, mm, sin_floor, inv_denom, row_loss):
+                 sin_m, th, mm, sin_floor, inv_denom, row_weight, row_loss, lse_out):
     """Rows ``lo:hi``; the gradient goes to ``g_or_none``, or to ``x`` in place when it is ``None``."""
     g = gradient_array(x, g_or_none)
+    want_lse = lse_out.shape[0] != 0
     for i in range(lo, hi):
         y = target[i]
-        if y == ignore_index:
-            skip_row(g, i, want_grad, row_loss)
+        rw = sample_weight_of(row_weight, i)
+        if y == ignore_index or rw == 0.0:
+            skip_row(g, i, want_grad, row_loss, lse_out)
         else:
-            row_loss[i] = _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, sin_m, th,
-                                      mm, sin_floor, inv_denom)
+            loss, lse = _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, sin_m, th,
+                                    mm, sin_floor, inv_denom * rw)
+            row_loss[i] = loss * rw
+            if want_lse:
+                lse_out[i] = lse
 
 
 # The four drivers only call the row function (see _rows.py).
@@ -199,37 +205,38 @@ def _margin_rows(x, g_or_none, lo, hi, want_grad, target, weight, ignore_index, 
 
 @jit
 def margin_ce_serial(x, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm, sin_floor,
-                     inv_denom, grad, row_loss):
+                     inv_denom, row_weight, grad, row_loss, lse_out):
     _margin_rows(x, grad, np.int64(0), np.int64(x.shape[0]), grad.shape[0] == x.shape[0], target, weight,
-                 ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm, sin_floor, inv_denom, row_loss)
+                 ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm, sin_floor, inv_denom, row_weight,
+                 row_loss, lse_out)
 
 
 @jit_parallel
 def margin_ce_parallel(x, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm, sin_floor,
-                       inv_denom, grad, row_loss):
+                       inv_denom, row_weight, grad, row_loss, lse_out):
     want_grad = grad.shape[0] == x.shape[0]
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
         _margin_rows(x, grad, lo, hi, want_grad, target, weight, ignore_index, ls, scale, kind, margin, cos_m,
-                     sin_m, th, mm, sin_floor, inv_denom, row_loss)
+                     sin_m, th, mm, sin_floor, inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit
 def margin_ce_inplace_serial(x, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm,
-                             sin_floor, inv_denom, row_loss):
+                             sin_floor, inv_denom, row_weight, row_loss, lse_out):
     _margin_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, ignore_index, ls, scale, kind,
-                 margin, cos_m, sin_m, th, mm, sin_floor, inv_denom, row_loss)
+                 margin, cos_m, sin_m, th, mm, sin_floor, inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
 def margin_ce_inplace_parallel(x, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm,
-                               sin_floor, inv_denom, row_loss):
+                               sin_floor, inv_denom, row_weight, row_loss, lse_out):
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
         _margin_rows(x, None, lo, hi, True, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m,
-                     th, mm, sin_floor, inv_denom, row_loss)
+                     th, mm, sin_floor, inv_denom, row_weight, row_loss, lse_out)
 
 
 #: the drivers as sets (serial, parallel, in place serial, in place parallel)

@@ -15,7 +15,8 @@ Per element, with ``sp(x) = log(1 + e^x) = max(x, 0) + log1p(e^{-|x|})``,
 
 A term whose coefficient is 0 is skipped (``t = 0`` with ``x = -inf`` is a
 loss of 0, not ``0 * inf``), and a ``+inf`` or NaN logit gives NaN for the
-loss and the gradient.  With ``eps > 0`` (the seed's clipped mode)
+loss and the gradient.  ``row_weight`` (empty, or one sample weight per
+row) scales a row's losses and gradient; 0 skips the row unread.  With ``eps > 0`` (the seed's clipped mode)
 ``log sigma`` and ``log(1 - sigma)`` are clipped to ``[log eps,
 log(1 - eps)]`` and ``sigma`` to ``[eps, 1 - eps]`` in the gradient.
 """
@@ -27,7 +28,7 @@ from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
 from ._math import cast_like, exp_nonpositive, log1p_unit, maxnum, minnum, select
-from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks
+from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks, sample_weight_of, scale_row, skip_elements
 from .softmax import SUM_BLOCK
 
 
@@ -153,83 +154,101 @@ def _sigmoid_ce_row(x, g, i, want_grad, target, weight, pos_weight, eps, inv_den
 
 
 @jit
-def _general_rows(x, g_or_none, lo, hi, want_grad, target, weight, pos_weight, eps, inv_denom, elem_loss,
+def _general_rows(x, g_or_none, lo, hi, want_grad, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
                   row_loss):
     g = gradient_array(x, g_or_none)
     want_elem = elem_loss.shape[0] == x.shape[0]
     el = elem_loss if want_elem else np.empty((1, x.shape[1]), dtype=elem_loss.dtype)
     for i in range(lo, hi):
-        row_loss[i] = _sigmoid_ce_row(x, g, i, want_grad, target, weight, pos_weight, eps, inv_denom,
-                                      el, i if want_elem else 0, False)
+        rw = sample_weight_of(row_weight, i)
+        if rw == 0.0:  # a skipped row: not read
+            row_loss[i] = 0.0
+            skip_elements(g, el, i, i, want_grad, want_elem)
+            continue
+        row_loss[i] = rw * _sigmoid_ce_row(x, g, i, want_grad, target, weight, pos_weight, eps, inv_denom * rw,
+                                           el, i if want_elem else 0, False)
+        if want_elem and rw != 1.0:
+            scale_row(el, i, rw)
 
 
 @jit
-def _plain_rows(x, g_or_none, lo, hi, want_grad, target, weight, pos_weight, eps, inv_denom, elem_loss,
+def _plain_rows(x, g_or_none, lo, hi, want_grad, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
                 row_loss):
     g = gradient_array(x, g_or_none)
     want_elem = elem_loss.shape[0] == x.shape[0]
     el = elem_loss if want_elem else np.empty((1, x.shape[1]), dtype=elem_loss.dtype)
     for i in range(lo, hi):
-        row_loss[i] = _sigmoid_ce_row(x, g, i, want_grad, target, weight, pos_weight, eps, inv_denom,
-                                      el, i if want_elem else 0, True)
+        rw = sample_weight_of(row_weight, i)
+        if rw == 0.0:  # a skipped row: not read
+            row_loss[i] = 0.0
+            skip_elements(g, el, i, i, want_grad, want_elem)
+            continue
+        row_loss[i] = rw * _sigmoid_ce_row(x, g, i, want_grad, target, weight, pos_weight, eps, inv_denom * rw,
+                                           el, i if want_elem else 0, True)
+        if want_elem and rw != 1.0:
+            scale_row(el, i, rw)
 
 
 @jit
-def sigmoid_ce_serial(x, target, weight, pos_weight, eps, inv_denom, grad, elem_loss, row_loss):
+def sigmoid_ce_serial(x, target, weight, pos_weight, eps, inv_denom, row_weight, grad, elem_loss, row_loss):
     _general_rows(x, grad, np.int64(0), np.int64(x.shape[0]), grad.shape[0] == x.shape[0], target, weight,
-                  pos_weight, eps, inv_denom, elem_loss, row_loss)
+                  pos_weight, eps, inv_denom, row_weight, elem_loss, row_loss)
 
 
 @jit_parallel
-def sigmoid_ce_parallel(x, target, weight, pos_weight, eps, inv_denom, grad, elem_loss, row_loss):
+def sigmoid_ce_parallel(x, target, weight, pos_weight, eps, inv_denom, row_weight, grad, elem_loss, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
-        _general_rows(x, grad, lo, hi, want_grad, target, weight, pos_weight, eps, inv_denom, elem_loss, row_loss)
+        _general_rows(x, grad, lo, hi, want_grad, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
+                      row_loss)
 
 
 @jit
-def sigmoid_ce_inplace_serial(x, target, weight, pos_weight, eps, inv_denom, elem_loss, row_loss):
+def sigmoid_ce_inplace_serial(x, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss, row_loss):
     _general_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, pos_weight, eps, inv_denom,
-                  elem_loss, row_loss)
+                  row_weight, elem_loss, row_loss)
 
 
 @jit_parallel
-def sigmoid_ce_inplace_parallel(x, target, weight, pos_weight, eps, inv_denom, elem_loss, row_loss):
+def sigmoid_ce_inplace_parallel(x, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss, row_loss):
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
-        _general_rows(x, None, lo, hi, True, target, weight, pos_weight, eps, inv_denom, elem_loss, row_loss)
+        _general_rows(x, None, lo, hi, True, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
+                      row_loss)
 
 
 @jit
-def sigmoid_ce_plain_serial(x, target, weight, pos_weight, eps, inv_denom, grad, elem_loss, row_loss):
+def sigmoid_ce_plain_serial(x, target, weight, pos_weight, eps, inv_denom, row_weight, grad, elem_loss, row_loss):
     _plain_rows(x, grad, np.int64(0), np.int64(x.shape[0]), grad.shape[0] == x.shape[0], target, weight,
-                pos_weight, eps, inv_denom, elem_loss, row_loss)
+                pos_weight, eps, inv_denom, row_weight, elem_loss, row_loss)
 
 
 @jit_parallel
-def sigmoid_ce_plain_parallel(x, target, weight, pos_weight, eps, inv_denom, grad, elem_loss, row_loss):
+def sigmoid_ce_plain_parallel(x, target, weight, pos_weight, eps, inv_denom, row_weight, grad, elem_loss, row_loss):
     want_grad = grad.shape[0] == x.shape[0]
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
-        _plain_rows(x, grad, lo, hi, want_grad, target, weight, pos_weight, eps, inv_denom, elem_loss, row_loss)
+        _plain_rows(x, grad, lo, hi, want_grad, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
+                    row_loss)
 
 
 @jit
-def sigmoid_ce_plain_inplace_serial(x, target, weight, pos_weight, eps, inv_denom, elem_loss, row_loss):
+def sigmoid_ce_plain_inplace_serial(x, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss, row_loss):
     _plain_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, pos_weight, eps, inv_denom,
-                elem_loss, row_loss)
+                row_weight, elem_loss, row_loss)
 
 
 @jit_parallel
-def sigmoid_ce_plain_inplace_parallel(x, target, weight, pos_weight, eps, inv_denom, elem_loss, row_loss):
+def sigmoid_ce_plain_inplace_parallel(x, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss, row_loss):
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
-        _plain_rows(x, None, lo, hi, True, target, weight, pos_weight, eps, inv_denom, elem_loss, row_loss)
+        _plain_rows(x, None, lo, hi, True, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
+                    row_loss)
 
 
 #: the drivers as sets (serial, parallel, in place serial, in place parallel)

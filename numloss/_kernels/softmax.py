@@ -40,7 +40,7 @@ from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
 from ._math import cast_like, exp_nonpositive, log1p_0_to_127, maxnum, select, tanh_and_sech2
-from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks, skip_row
+from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks, sample_weight_of, skip_row
 
 # int64 operands of ``select`` (two integer literals would have two literal types)
 _ONE = np.int64(1)
@@ -192,7 +192,7 @@ def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_den
 
     ``q_c = (1 - ls) w_y [c == y] + ls w_c / K [x_c > -inf]``, ``K`` the
     number of unmasked classes (PyTorch's definition when nothing is masked).
-    Returns the row's loss (float64).
+    Returns the row's loss and log-sum-exp (of the softcapped logits), float64.
     """
     C = x.shape[1]
     Cu = np.uint64(C)  # unsigned class indices: no wraparound selects, so in-place loops vectorise
@@ -332,7 +332,7 @@ def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_den
             g[i, y] = cast_like(g_y * inv_denom, x0) * d_y
         else:
             g[i, y] -= cast_like((1.0 - ls) * w_y * inv_denom, x0) * d_y
-    return loss
+    return loss, lse
 
 
 @jit_inline
@@ -340,7 +340,7 @@ def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_de
     """Loss of one row with a target distribution ``t[i]``.
 
     ``q_c = w_c ((1 - ls) t_c + ls / K [x_c > -inf])``.  Returns the row's
-    loss (float64).
+    loss and log-sum-exp (of the softcapped logits), float64.
     """
     C = x.shape[1]
     Cu = np.uint64(C)  # unsigned class indices: no wraparound selects, so in-place loops vectorise
@@ -481,7 +481,7 @@ def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_de
                 _, d_top = tanh_and_sech2(top_raw / capt)
             # (Q - q) + extra, kept exactly extra when Q == q (a one-hot target)
             g[i, top] = cast_like(_add_unless_zero(q_total - q_top, extra) * inv_denom, x0) * d_top
-    return loss
+    return loss, lse
 
 
 # ------------------------------------------------------------ row-range loops
@@ -499,90 +499,116 @@ def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_de
 
 @jit
 def _int_rows(x, g_or_none, lo, hi, want_grad, target, weight, ignore_index, ls, z, softcap, eps, inv_denom,
-              row_loss):
+              row_weight, row_loss, lse_out):
     """Rows ``lo:hi``; the gradient goes to ``g_or_none``, or to ``x`` in place when it is ``None``.
 
+    ``row_weight`` holds the sample weights (empty: all 1; 0 skips a row);
+    ``lse_out`` receives each row's log-sum-exp (empty: not wanted).
     Compiled once per (dtype, in place or not) and called by the four
     drivers below, which hold no row code of their own: the serial kernel
     calls it for all rows, the parallel one for chunks of rows.
     """
     g = gradient_array(x, g_or_none)
+    want_lse = lse_out.shape[0] != 0
     for i in range(lo, hi):
         y = target[i]
-        if y == ignore_index:
-            skip_row(g, i, want_grad, row_loss)
+        rw = sample_weight_of(row_weight, i)
+        if y == ignore_index or rw == 0.0:
+            skip_row(g, i, want_grad, row_loss, lse_out)
         else:
-            row_loss[i] = _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_denom)
+            loss, lse = _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_denom * rw)
+            row_loss[i] = loss * rw
+            if want_lse:
+                lse_out[i] = lse
 
 
 @jit
-def softmax_ce_int_serial(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, grad, row_loss):
+def softmax_ce_int_serial(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_weight, grad,
+                          row_loss, lse_out):
     want_grad = grad.shape[0] == x.shape[0]
     _int_rows(x, grad, np.int64(0), np.int64(x.shape[0]), want_grad, target, weight, ignore_index, ls, z, softcap,
-              eps, inv_denom, row_loss)
+              eps, inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
-def softmax_ce_int_parallel(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, grad, row_loss):
+def softmax_ce_int_parallel(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_weight, grad,
+                            row_loss, lse_out):
     want_grad = grad.shape[0] == x.shape[0]
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
         _int_rows(x, grad, lo, hi, want_grad, target, weight, ignore_index,
-                  ls, z, softcap, eps, inv_denom, row_loss)
+                  ls, z, softcap, eps, inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit
-def softmax_ce_int_inplace_serial(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_loss):
+def softmax_ce_int_inplace_serial(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_weight,
+                                  row_loss, lse_out):
     _int_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, ignore_index, ls, z, softcap, eps,
-              inv_denom, row_loss)
+              inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
-def softmax_ce_int_inplace_parallel(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_loss):
+def softmax_ce_int_inplace_parallel(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_weight,
+                                    row_loss, lse_out):
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
         _int_rows(x, None, lo, hi, True, target, weight, ignore_index,
-                  ls, z, softcap, eps, inv_denom, row_loss)
+                  ls, z, softcap, eps, inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit
-def _prob_rows(x, g_or_none, lo, hi, want_grad, target, weight, ls, z, softcap, eps, inv_denom, row_loss):
+def _prob_rows(x, g_or_none, lo, hi, want_grad, target, weight, ls, z, softcap, eps, inv_denom, row_weight,
+               row_loss, lse_out):
     """Rows ``lo:hi`` with probability targets; gradient to ``g_or_none``, or in place when ``None``."""
     g = gradient_array(x, g_or_none)
+    want_lse = lse_out.shape[0] != 0
     for i in range(lo, hi):
-        row_loss[i] = _softmax_row_prob(x, g, i, want_grad, target, weight, ls, z, softcap, eps, inv_denom)
+        rw = sample_weight_of(row_weight, i)
+        if rw == 0.0:
+            skip_row(g, i, want_grad, row_loss, lse_out)
+        else:
+            loss, lse = _softmax_row_prob(x, g, i, want_grad, target, weight, ls, z, softcap, eps, inv_denom * rw)
+            row_loss[i] = loss * rw
+            if want_lse:
+                lse_out[i] = lse
 
 
 @jit
-def softmax_ce_prob_serial(x, target, weight, ls, z, softcap, eps, inv_denom, grad, row_loss):
+def softmax_ce_prob_serial(x, target, weight, ls, z, softcap, eps, inv_denom, row_weight, grad, row_loss,
+                           lse_out):
     want_grad = grad.shape[0] == x.shape[0]
     _prob_rows(x, grad, np.int64(0), np.int64(x.shape[0]), want_grad, target, weight, ls, z, softcap, eps,
-               inv_denom, row_loss)
+               inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
-def softmax_ce_prob_parallel(x, target, weight, ls, z, softcap, eps, inv_denom, grad, row_loss):
+def softmax_ce_prob_parallel(x, target, weight, ls, z, softcap, eps, inv_denom, row_weight, grad, row_loss,
+                             lse_out):
     want_grad = grad.shape[0] == x.shape[0]
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
-        _prob_rows(x, grad, lo, hi, want_grad, target, weight, ls, z, softcap, eps, inv_denom, row_loss)
+        _prob_rows(x, grad, lo, hi, want_grad, target, weight, ls, z, softcap, eps, inv_denom, row_weight,
+                   row_loss, lse_out)
 
 
 @jit
-def softmax_ce_prob_inplace_serial(x, target, weight, ls, z, softcap, eps, inv_denom, row_loss):
+def softmax_ce_prob_inplace_serial(x, target, weight, ls, z, softcap, eps, inv_denom, row_weight, row_loss,
+                                   lse_out):
     _prob_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, ls, z, softcap, eps, inv_denom,
-               row_loss)
+               row_weight, row_loss, lse_out)
 
 
 @jit_parallel
-def softmax_ce_prob_inplace_parallel(x, target, weight, ls, z, softcap, eps, inv_denom, row_loss):
+def softmax_ce_prob_inplace_parallel(x, target, weight, ls, z, softcap, eps, inv_denom, row_weight, row_loss,
+                                     lse_out):
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
-        _prob_rows(x, None, lo, hi, True, target, weight, ls, z, softcap, eps, inv_denom, row_loss)
+        _prob_rows(x, None, lo, hi, True, target, weight, ls, z, softcap, eps, inv_denom, row_weight, row_loss,
+                   lse_out)
 
 
 # ------------------------------------------------------ few classes per row
@@ -608,7 +634,8 @@ _TASK_ROWS = 32 * BLOCK_ROWS
 
 
 @jit_inline
-def _small_c_block(x, g, want_grad, target, weight, ignore_index, z, inv_denom, row_loss, r0, nrows, t):
+def _small_c_block(x, g, want_grad, target, weight, ignore_index, z, inv_denom, row_weight, row_loss, lse_out, r0,
+                   nrows, t):
     """Rows ``r0 .. r0 + nrows`` (``nrows <= BLOCK_ROWS``) through the scratch tile ``t``."""
     Cu = np.uint64(x.shape[1])
     B = np.uint64(nrows)
@@ -616,7 +643,8 @@ def _small_c_block(x, g, want_grad, target, weight, ignore_index, z, inv_denom, 
     x0 = x[r0, 0]
     zero = cast_like(0.0, x0)
     xt, m, s, total, x_y, scale, hit = t.tile, t.m, t.s, t.total, t.x_y, t.scale, t.hit
-    w_y, kept = t.w_y, t.kept
+    w_y, kept, rw = t.w_y, t.kept, t.rw
+    want_lse = lse_out.shape[0] != 0
     # Scalar per element or per row: the transpose in, and the gathers by
     # class index (unsigned indices: no wraparound branch).
     for r in range(B):
@@ -624,7 +652,8 @@ def _small_c_block(x, g, want_grad, target, weight, ignore_index, z, inv_denom, 
             xt[j, r] = x[first + r, j]
     for r in range(B):
         y = target[first + r]
-        k = y != ignore_index
+        rw[r] = sample_weight_of(row_weight, first + r)
+        k = (y != ignore_index) & (rw[r] != 0.0)
         yu = np.uint64(select(k, y, 0))
         kept[r] = k
         w_y[r] = weight[yu]
@@ -657,13 +686,16 @@ def _small_c_block(x, g, want_grad, target, weight, ignore_index, z, inv_denom, 
         lse = mr + log_s
         nll = (mr - x_y[r]) + log_s
         w = w_y[r]
+        idr = inv_denom * rw[r]
         loss = w * nll + select(z > 0.0, z * w * lse * lse, 0.0)
-        row_loss[first + r] = select(kept[r], loss, 0.0)
-        scale[r] = select(kept[r], cast_like((w + 2.0 * z * w * lse) / s64 * inv_denom, x0), zero)
+        row_loss[first + r] = select(kept[r], loss * rw[r], 0.0)
+        if want_lse:
+            lse_out[first + r] = select(kept[r], lse, np.nan)
+        scale[r] = select(kept[r], cast_like((w + 2.0 * z * w * lse) / s64 * idr, x0), zero)
         # the target's gradient: subtract w from w p_y, or at the maximum set it to
         # w ((p_y - 1) + 2 z lse p_y) with p_y - 1 = -(s - 1) / s (nothing cancels)
-        hit[r] = select(x_y[r] == mr, cast_like(w * (2.0 * z * lse - s_minus_1) / s64 * inv_denom, x0),
-                        cast_like(w * inv_denom, x0))
+        hit[r] = select(x_y[r] == mr, cast_like(w * (2.0 * z * lse - s_minus_1) / s64 * idr, x0),
+                        cast_like(w * idr, x0))
     if want_grad:
         for j in range(Cu):
             for r in range(B):
@@ -685,55 +717,62 @@ def _small_c_block(x, g, want_grad, target, weight, ignore_index, z, inv_denom, 
 
 
 #: the scratch arrays of one task of the few-classes kernels
-_TileFields = collections.namedtuple("_TileFields", "tile m s total x_y scale hit w_y kept")
+_TileFields = collections.namedtuple("_TileFields", "tile m s total x_y scale hit w_y kept rw")
 
 
 @jit
-def _small_c_rows(x, g, want_grad, target, weight, ignore_index, z, inv_denom, row_loss, lo, hi):
+def _small_c_rows(x, g, want_grad, target, weight, ignore_index, z, inv_denom, row_weight, row_loss, lse_out, lo,
+                  hi):
     C = x.shape[1]
     dt = x.dtype
     t = _TileFields(np.empty((C, BLOCK_ROWS), dtype=dt), np.empty(BLOCK_ROWS, dtype=dt),
                     np.empty(BLOCK_ROWS, dtype=dt), np.empty(BLOCK_ROWS, dtype=dt), np.empty(BLOCK_ROWS, dtype=dt),
                     np.empty(BLOCK_ROWS, dtype=dt), np.empty(BLOCK_ROWS, dtype=dt),
-                    np.empty(BLOCK_ROWS, dtype=np.float64), np.empty(BLOCK_ROWS, dtype=np.bool_))
+                    np.empty(BLOCK_ROWS, dtype=np.float64), np.empty(BLOCK_ROWS, dtype=np.bool_),
+                    np.empty(BLOCK_ROWS, dtype=np.float64))
     for r0 in range(lo, hi, BLOCK_ROWS):
-        _small_c_block(x, g, want_grad, target, weight, ignore_index, z, inv_denom, row_loss, r0,
-                       min(BLOCK_ROWS, hi - r0), t)
+        _small_c_block(x, g, want_grad, target, weight, ignore_index, z, inv_denom, row_weight, row_loss, lse_out,
+                       r0, min(BLOCK_ROWS, hi - r0), t)
 
 
 @jit
-def softmax_ce_int_small_serial(x, target, weight, ignore_index, z, inv_denom, grad, row_loss):
+def softmax_ce_int_small_serial(x, target, weight, ignore_index, z, inv_denom, row_weight, grad, row_loss, lse_out):
     """Class indices, ``C < SMALL_C``, no label smoothing / softcap / eps; ``grad`` may be ``x``."""
     want_grad = grad.shape[0] == x.shape[0]
-    _small_c_rows(x, grad, want_grad, target, weight, ignore_index, z, inv_denom, row_loss, np.int64(0),
-                  np.int64(x.shape[0]))
+    _small_c_rows(x, grad, want_grad, target, weight, ignore_index, z, inv_denom, row_weight, row_loss, lse_out,
+                  np.int64(0), np.int64(x.shape[0]))
 
 
 @jit_parallel
-def softmax_ce_int_small_parallel(x, target, weight, ignore_index, z, inv_denom, grad, row_loss):
+def softmax_ce_int_small_parallel(x, target, weight, ignore_index, z, inv_denom, row_weight, grad, row_loss,
+                                  lse_out):
     """As :func:`softmax_ce_int_small_serial`, one task per ``_TASK_ROWS`` rows."""
     want_grad = grad.shape[0] == x.shape[0]
     N = x.shape[0]
     for task in prange((N + _TASK_ROWS - 1) // _TASK_ROWS):
         lo, hi = chunk_bounds(task, _TASK_ROWS, N)
-        _small_c_rows(x, grad, want_grad, target, weight, ignore_index, z, inv_denom, row_loss, lo, hi)
+        _small_c_rows(x, grad, want_grad, target, weight, ignore_index, z, inv_denom, row_weight, row_loss, lse_out,
+                      lo, hi)
 
 
 @jit
-def int_target_denominator(target, weight, ignore_index, num_classes):
-    """``(first bad position or -1, sum of weight[target] over kept samples)``.
+def int_target_denominator(target, weight, ignore_index, num_classes, row_weight):
+    """``(first bad position or -1, sum of row_weight[i] * weight[target[i]] over kept samples)``.
 
+    ``row_weight`` as in the kernels (empty: all 1); a row of weight 0
+    (``where=False``) is not kept, and its class index is not checked.
     Run before any kernel writes, so a bad class index raises with nothing
     half-written.
     """
     total = 0.0
     for i in range(target.shape[0]):
         y = target[i]
-        if y == ignore_index:
+        rw = sample_weight_of(row_weight, i)
+        if y == ignore_index or rw == 0.0:
             continue
         if y < 0 or y >= num_classes:
             return i, total
-        total += weight[y]
+        total += rw * weight[y]
     return -1, total
 
 
