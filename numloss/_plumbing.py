@@ -126,8 +126,8 @@ def _sample_weight_array(sample_weight, shape):
     sw = sw.astype(np.float64, copy=False)
     bad = ~(sw >= 0.0) | (sw == np.inf)
     if bad.any():
-        pos = np.unravel_index(int(np.argmax(bad)), shape) if len(shape) else ()
-        raise ValueError(f"sample_weight must be finite and >= 0; got {sw[pos]!r} at position {pos}")
+        pos = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), shape)) if len(shape) else ()
+        raise ValueError(f"sample_weight must be finite and >= 0; got {float(sw[pos])!r} at position {pos}")
     return sw
 
 

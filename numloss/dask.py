@@ -48,7 +48,7 @@ import dask.array as da
 import numpy as np
 from dask.array import PerformanceWarning
 
-from . import _registry
+from . import _plumbing, _registry
 from . import _validate as V
 from . import focal as _focal
 from . import margin as _margin
@@ -116,15 +116,54 @@ def _block(x, t, *arrays, fn, reduction, with_grad, takes_normalizer, array_name
     return (loss, result[1]) if with_grad else loss
 
 
-def _class_weight_sum_block(t, weight, ignore_index, num_classes):
-    """Summed class weights of the kept samples of one target block (float64, shape (1, ..., 1)).
+def _class_weight_sum_block(t, *row_weight, weight, ignore_index, num_classes):
+    """Summed class weights of the kept samples of one target block (float64, shape (1, ..., 1)), each
+    times its sample weight when ``row_weight`` (one block of :func:`_row_weight_block`) is given.
 
     Indices outside ``[0, C)`` are skipped here; the loss kernel reports them.
     """
     t = np.asarray(t)
     flat = t.reshape(-1)
     keep = (flat != ignore_index) & (flat >= 0) & (flat < num_classes)
-    return np.full((1,) * t.ndim, weight[flat[keep]].sum(), dtype=np.float64)
+    w = weight[np.where(keep, flat, 0)] * keep
+    if row_weight:
+        w = w * np.asarray(row_weight[0]).reshape(-1)
+    return np.full((1,) * t.ndim, w.sum(), dtype=np.float64)
+
+
+def _row_weight_block(*blocks, names):
+    """One block of ``sample_weight * where`` (float64), validated as in memory (the same messages)."""
+    given = dict(zip(names, blocks, strict=True))
+    shape = blocks[0].shape
+    return _plumbing.row_weights(given.get("sample_weight"), given.get("where"), shape).reshape(shape)
+
+
+def _row_weight_graph(sample_weight, where, shape, chunks):
+    """``sample_weight * where`` broadcast to ``shape`` as a float64 dask array with ``chunks``, or None.
+
+    What the blocks then get as their ``sample_weight`` (a 0 skips a sample,
+    as ``where=False`` does).  Dtypes and shapes are checked here, the
+    values (negative, NaN, inf) when the blocks run.
+    """
+    arrays, names = [], []
+    for name, value in (("sample_weight", sample_weight), ("where", where)):
+        if value is None:
+            continue
+        a = value if isinstance(value, da.Array) else da.from_array(np.asarray(value))
+        if name == "sample_weight" and a.dtype.kind not in "biuf":
+            raise ValueError(f"sample_weight must hold real numbers; got dtype {a.dtype}")
+        if name == "where" and a.dtype != np.bool_:
+            raise ValueError(f"where must be a bool array (True: use the sample); got dtype {a.dtype}")
+        try:
+            a = da.broadcast_to(a, shape)
+        except ValueError:
+            raise ValueError(f"{name} of shape {a.shape} does not broadcast to {tuple(shape)}") from None
+        arrays.append(a.rechunk(chunks))
+        names.append(name)
+    if not arrays:
+        return None
+    return da.map_blocks(_row_weight_block, *arrays, names=tuple(names), dtype=np.float64,
+                         meta=np.empty((0,) * len(shape), dtype=np.float64))
 
 
 def _first(pair):
@@ -223,7 +262,7 @@ def _assemble(block, ind, args, x, with_grad, reduction, class_axis, denom):
 
 def _row_loss_graph(name, fns, logits, target, with_grad, *, weight, ignore_index, reduction, normalizer=None,
                     axis=-1, extra=None, logits_name="logits", prob_targets=True, takes_normalizer=True,
-                    takes_axis=True):
+                    takes_axis=True, sample_weight=None, where=None):
     """Graphs of a softmax-type loss: rows along ``axis``, targets of class indices (or probabilities)."""
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
         raise ValueError(f"axis must be an integer; got {axis!r}")
@@ -260,6 +299,7 @@ def _row_loss_graph(name, fns, logits, target, with_grad, *, weight, ignore_inde
     x, rechunked = _class_axis_in_one_chunk(x, axis, name, logits_name)
     batch_chunks = x.chunks[:axis] + x.chunks[axis + 1:]
     t = _aligned(target, "target", batch_chunks if kind == "int" else x.chunks)
+    rw = _row_weight_graph(sample_weight, where, batch_shape, batch_chunks)
 
     # The global denominator of "mean", known before any block of logits runs.
     denom = None
@@ -267,11 +307,12 @@ def _row_loss_graph(name, fns, logits, target, with_grad, *, weight, ignore_inde
         if norm is not None:
             denom = norm
         elif kind == "prob":
-            denom = float(math.prod(batch_shape))
+            denom = float(math.prod(batch_shape)) if rw is None else rw.sum(dtype=np.float64)
         else:
             parts = da.map_blocks(
-                _class_weight_sum_block, t, w, ignore, C, dtype=np.float64,
-                chunks=tuple((1,) * len(c) for c in t.chunks), meta=np.empty((0,) * t.ndim, dtype=np.float64),
+                _class_weight_sum_block, t, *([] if rw is None else [rw]), weight=w, ignore_index=ignore,
+                num_classes=C, dtype=np.float64, chunks=tuple((1,) * len(c) for c in t.chunks),
+                meta=np.empty((0,) * t.ndim, dtype=np.float64),
             )
             denom = parts.sum(dtype=np.float64)
 
@@ -279,10 +320,12 @@ def _row_loss_graph(name, fns, logits, target, with_grad, *, weight, ignore_inde
     if takes_axis:
         kwargs["axis"] = axis
     block = functools.partial(_block, fn=fns, reduction=reduction, with_grad=with_grad,
-                              takes_normalizer=takes_normalizer, array_names=(), class_axis=axis, kwargs=kwargs)
+                              takes_normalizer=takes_normalizer, array_names=() if rw is None else ("sample_weight",),
+                              class_axis=axis, kwargs=kwargs)
     ind = tuple(range(x.ndim))
-    tind = ind if kind == "prob" else ind[:axis] + ind[axis + 1:]
-    loss, grad = _assemble(block, ind, [x, ind, t, tind], x, with_grad, reduction, axis, denom)
+    bind = ind[:axis] + ind[axis + 1:]
+    args = [x, ind, t, ind if kind == "prob" else bind] + ([] if rw is None else [rw, bind])
+    loss, grad = _assemble(block, ind, args, x, with_grad, reduction, axis, denom)
     if not with_grad:
         return loss
     return loss, grad.rechunk(original_chunks) if rechunked else grad
@@ -308,7 +351,7 @@ def _broadcast_weight(value, x, name):
 
 
 def _elementwise_graph(fns, logits, target, with_grad, *, reduction, weights=None, normalizer=None, extra=None,
-                       takes_normalizer=True):
+                       takes_normalizer=True, sample_weight=None, where=None):
     """Graphs of an elementwise (sigmoid-type) loss: any chunking, "mean" over all elements."""
     x = _logits(logits)
     reduction = V.reduction(reduction)
@@ -325,9 +368,27 @@ def _elementwise_graph(fns, logits, target, with_grad, *, reduction, weights=Non
         if w is not None:
             args += [w, wind]
             names.append(wname)
+    # sample weights / masks: per row as (..., 1) blocks (of the batch shape, as in memory), else per element
+    rw, per_row = None, all(a is None or tuple(np.shape(a)) == x.shape[:-1] for a in (sample_weight, where))
+    if x.ndim and (sample_weight is not None or where is not None):
+        if per_row:
+            rw = _row_weight_graph(sample_weight, where, x.shape[:-1], x.chunks[:-1])[..., None]
+        else:
+            rw = _row_weight_graph(sample_weight, where, x.shape, x.chunks)
+        args += [rw, ind]
+        names.append("sample_weight")
+    elif sample_weight is not None or where is not None:  # 0-d logits: one element
+        rw = _row_weight_graph(sample_weight, where, (), ())
+        args += [rw, ()]
+        names.append("sample_weight")
     denom = None
     if reduction == "mean":
-        denom = norm if norm is not None else float(math.prod(x.shape))
+        if norm is not None:
+            denom = norm
+        elif rw is not None:
+            denom = rw.sum(dtype=np.float64) * (x.shape[-1] if x.ndim and per_row else 1)
+        else:
+            denom = float(math.prod(x.shape))
     block = functools.partial(_block, fn=fns, reduction=reduction, with_grad=with_grad,
                               takes_normalizer=takes_normalizer, array_names=tuple(names), class_axis=None,
                               kwargs=dict(extra or {}))
@@ -350,29 +411,30 @@ _ARCFACE = _in_memory("arcface_cross_entropy")
 
 
 def _softmax_graph(name, logits, target, with_grad, weight, ignore_index, label_smoothing, z_loss, softcap, eps,
-                   axis, reduction, normalizer):
+                   axis, reduction, normalizer, sample_weight=None, where=None):
     ls, z, cap, eps = V.label_smoothing(label_smoothing), V.z_loss(z_loss), V.softcap(softcap), V.eps(eps)
     V.eps_combinations(eps, ls, z, cap)
     extra = dict(label_smoothing=ls, z_loss=z, softcap=None if cap == 0.0 else cap, eps=eps)
     return _row_loss_graph(name, _SOFTMAX, logits, target, with_grad, weight=weight, ignore_index=ignore_index,
-                           reduction=reduction, normalizer=normalizer, axis=axis, extra=extra)
+                           reduction=reduction, normalizer=normalizer, axis=axis, extra=extra,
+                           sample_weight=sample_weight, where=where)
 
 
 def _margin_graph(name, fns, kind, cosine, target, with_grad, scale, margin, weight, ignore_index, label_smoothing,
-                  reduction, extra):
+                  reduction, extra, sample_weight=None, where=None):
     # the in-memory wrappers' own checks of scale, margin and label_smoothing, run here before any graph
     dtype = _dtype_of(cosine)
     _margin._options(kind, scale, margin, label_smoothing, dtype if dtype in V.FLOAT_DTYPES else np.dtype(np.float64))
     extra = dict(extra, scale=scale, margin=margin, label_smoothing=label_smoothing)
     return _row_loss_graph(name, fns, cosine, target, with_grad, weight=weight, ignore_index=ignore_index,
                            reduction=reduction, extra=extra, logits_name="cosine", prob_targets=False,
-                           takes_normalizer=False, takes_axis=False)
+                           takes_normalizer=False, takes_axis=False, sample_weight=sample_weight, where=where)
 
 
 # --------------------------------------------------------------------------- public functions
 def softmax_cross_entropy(
     logits, target, *, weight=None, ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None,
-    eps=0.0, axis=-1, reduction="mean", normalizer=None,
+    eps=0.0, axis=-1, reduction="mean", normalizer=None, sample_weight=None, where=None,
 ):
     """Lazy :func:`numloss.softmax_cross_entropy` of dask arrays chunked along the batch axes.
 
@@ -407,12 +469,12 @@ def softmax_cross_entropy(
     0.41703
     """
     return _softmax_graph("softmax_cross_entropy", logits, target, False, weight, ignore_index, label_smoothing,
-                          z_loss, softcap, eps, axis, reduction, normalizer)
+                          z_loss, softcap, eps, axis, reduction, normalizer, sample_weight, where)
 
 
 def softmax_cross_entropy_with_grad(
     logits, target, *, weight=None, ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None,
-    eps=0.0, axis=-1, reduction="mean", normalizer=None,
+    eps=0.0, axis=-1, reduction="mean", normalizer=None, sample_weight=None, where=None,
 ):
     """Lazy :func:`numloss.softmax_cross_entropy_with_grad` of dask arrays: one fused kernel call per block.
 
@@ -441,11 +503,11 @@ def softmax_cross_entropy_with_grad(
     array([ 0.125, -0.125])
     """
     return _softmax_graph("softmax_cross_entropy_with_grad", logits, target, True, weight, ignore_index,
-                          label_smoothing, z_loss, softcap, eps, axis, reduction, normalizer)
+                          label_smoothing, z_loss, softcap, eps, axis, reduction, normalizer, sample_weight, where)
 
 
 def sigmoid_cross_entropy(logits, target, *, weight=None, pos_weight=None, eps=0.0, reduction="mean",
-                          normalizer=None):
+                          normalizer=None, sample_weight=None, where=None):
     """Lazy :func:`numloss.sigmoid_cross_entropy` of dask arrays (any chunking: it is elementwise).
 
     Parameters
@@ -473,11 +535,12 @@ def sigmoid_cross_entropy(logits, target, *, weight=None, pos_weight=None, eps=0
     1.410038
     """
     return _elementwise_graph(_SIGMOID, logits, target, False, reduction=reduction, normalizer=normalizer,
-                              weights=dict(weight=weight, pos_weight=pos_weight), extra=dict(eps=V.eps(eps)))
+                              weights=dict(weight=weight, pos_weight=pos_weight), extra=dict(eps=V.eps(eps)),
+                              sample_weight=sample_weight, where=where)
 
 
 def sigmoid_cross_entropy_with_grad(logits, target, *, weight=None, pos_weight=None, eps=0.0, reduction="mean",
-                                    normalizer=None):
+                                    normalizer=None, sample_weight=None, where=None):
     """Lazy :func:`numloss.sigmoid_cross_entropy_with_grad` of dask arrays: one fused kernel call per block.
 
     Parameters
@@ -502,10 +565,11 @@ def sigmoid_cross_entropy_with_grad(logits, target, *, weight=None, pos_weight=N
     array([-0.125,  0.125, -0.125,  0.125])
     """
     return _elementwise_graph(_SIGMOID, logits, target, True, reduction=reduction, normalizer=normalizer,
-                              weights=dict(weight=weight, pos_weight=pos_weight), extra=dict(eps=V.eps(eps)))
+                              weights=dict(weight=weight, pos_weight=pos_weight), extra=dict(eps=V.eps(eps)),
+                              sample_weight=sample_weight, where=where)
 
 
-def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean"):
+def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean", sample_weight=None, where=None):
     """Lazy :func:`numloss.sigmoid_focal_loss` of dask arrays (any chunking: it is elementwise).
 
     "mean" divides by the logits' total element count, as in memory.  Other
@@ -514,10 +578,11 @@ def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean
     extra = dict(alpha=alpha, gamma=_focal._gamma(gamma))
     _focal._alpha(alpha)
     return _elementwise_graph(_SIGMOID_FOCAL, logits, target, False, reduction=reduction, extra=extra,
-                              takes_normalizer=False)
+                              takes_normalizer=False, sample_weight=sample_weight, where=where)
 
 
-def sigmoid_focal_loss_with_grad(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean"):
+def sigmoid_focal_loss_with_grad(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean", sample_weight=None,
+                                 where=None):
     """Lazy :func:`numloss.sigmoid_focal_loss_with_grad`: one fused kernel call per block.
 
     Returns ``(loss, grad)`` as :func:`sigmoid_cross_entropy_with_grad` (this module's).
@@ -525,10 +590,11 @@ def sigmoid_focal_loss_with_grad(logits, target, *, alpha=0.25, gamma=2.0, reduc
     extra = dict(alpha=alpha, gamma=_focal._gamma(gamma))
     _focal._alpha(alpha)
     return _elementwise_graph(_SIGMOID_FOCAL, logits, target, True, reduction=reduction, extra=extra,
-                              takes_normalizer=False)
+                              takes_normalizer=False, sample_weight=sample_weight, where=where)
 
 
-def softmax_focal_loss(logits, target, *, gamma=2.0, weight=None, ignore_index=-100, reduction="mean"):
+def softmax_focal_loss(logits, target, *, gamma=2.0, weight=None, ignore_index=-100, reduction="mean",
+                       sample_weight=None, where=None):
     """Lazy :func:`numloss.softmax_focal_loss` of dask arrays chunked along the batch axes.
 
     Classes on the last axis (rechunked into one chunk with a warning when
@@ -538,42 +604,48 @@ def softmax_focal_loss(logits, target, *, gamma=2.0, weight=None, ignore_index=-
     extra = dict(gamma=_focal._gamma(gamma))
     return _row_loss_graph("softmax_focal_loss", _SOFTMAX_FOCAL, logits, target, False, weight=weight,
                            ignore_index=ignore_index, reduction=reduction, extra=extra, prob_targets=False,
-                           takes_normalizer=False, takes_axis=False)
+                           takes_normalizer=False, takes_axis=False, sample_weight=sample_weight,
+                           where=where)
 
 
-def softmax_focal_loss_with_grad(logits, target, *, gamma=2.0, weight=None, ignore_index=-100, reduction="mean"):
+def softmax_focal_loss_with_grad(logits, target, *, gamma=2.0, weight=None, ignore_index=-100, reduction="mean",
+                                 sample_weight=None, where=None):
     """Lazy :func:`numloss.softmax_focal_loss_with_grad`: one fused kernel call per block."""
     extra = dict(gamma=_focal._gamma(gamma))
     return _row_loss_graph("softmax_focal_loss_with_grad", _SOFTMAX_FOCAL, logits, target, True, weight=weight,
                            ignore_index=ignore_index, reduction=reduction, extra=extra, prob_targets=False,
-                           takes_normalizer=False, takes_axis=False)
+                           takes_normalizer=False, takes_axis=False, sample_weight=sample_weight,
+                           where=where)
 
 
 def cosface_cross_entropy(cosine, target, *, scale=30.0, margin=0.35, weight=None, ignore_index=-100,
-                          label_smoothing=0.0, reduction="mean"):
+                          label_smoothing=0.0, reduction="mean", sample_weight=None, where=None):
     """Lazy :func:`numloss.cosface_cross_entropy` of dask cosines chunked along the batch axes."""
     return _margin_graph("cosface_cross_entropy", _COSFACE, _margin_kernels.COSFACE, cosine, target, False, scale,
-                         margin, weight, ignore_index, label_smoothing, reduction, {})
+                         margin, weight, ignore_index, label_smoothing, reduction, {}, sample_weight, where)
 
 
 def cosface_cross_entropy_with_grad(cosine, target, *, scale=30.0, margin=0.35, weight=None, ignore_index=-100,
-                                    label_smoothing=0.0, reduction="mean"):
+                                    label_smoothing=0.0, reduction="mean", sample_weight=None, where=None):
     """Lazy :func:`numloss.cosface_cross_entropy_with_grad`: one fused kernel call per block."""
     return _margin_graph("cosface_cross_entropy_with_grad", _COSFACE, _margin_kernels.COSFACE, cosine, target, True,
-                         scale, margin, weight, ignore_index, label_smoothing, reduction, {})
+                         scale, margin, weight, ignore_index, label_smoothing, reduction, {}, sample_weight, where)
 
 
 def arcface_cross_entropy(cosine, target, *, scale=64.0, margin=0.5, easy_margin=False, weight=None,
-                          ignore_index=-100, label_smoothing=0.0, reduction="mean"):
+                          ignore_index=-100, label_smoothing=0.0, reduction="mean", sample_weight=None, where=None):
     """Lazy :func:`numloss.arcface_cross_entropy` of dask cosines chunked along the batch axes."""
     kind = _margin_kernels.ARCFACE_EASY if V.flag(easy_margin, "easy_margin") else _margin_kernels.ARCFACE
     return _margin_graph("arcface_cross_entropy", _ARCFACE, kind, cosine, target, False, scale, margin, weight,
-                         ignore_index, label_smoothing, reduction, dict(easy_margin=easy_margin))
+                         ignore_index, label_smoothing, reduction, dict(easy_margin=easy_margin), sample_weight,
+                         where)
 
 
 def arcface_cross_entropy_with_grad(cosine, target, *, scale=64.0, margin=0.5, easy_margin=False, weight=None,
-                                    ignore_index=-100, label_smoothing=0.0, reduction="mean"):
+                                    ignore_index=-100, label_smoothing=0.0, reduction="mean",
+                                    sample_weight=None, where=None):
     """Lazy :func:`numloss.arcface_cross_entropy_with_grad`: one fused kernel call per block."""
     kind = _margin_kernels.ARCFACE_EASY if V.flag(easy_margin, "easy_margin") else _margin_kernels.ARCFACE
     return _margin_graph("arcface_cross_entropy_with_grad", _ARCFACE, kind, cosine, target, True, scale, margin,
-                         weight, ignore_index, label_smoothing, reduction, dict(easy_margin=easy_margin))
+                         weight, ignore_index, label_smoothing, reduction, dict(easy_margin=easy_margin), sample_weight,
+                         where)

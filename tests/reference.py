@@ -299,3 +299,102 @@ def arcface_cross_entropy(cosine, target, scale=64.0, margin=0.5, easy_margin=Fa
     dz = np.full((N, C), scale)
     dz[rows, y] = scale * dphi
     return _margin_softmax_ce(z, dz, y, kept, w, label_smoothing, reduction, np.shape(cosine))
+
+
+# ----------------------------------------------------- sample weights, row masks, log-sum-exp (issue 15)
+
+#: the losses whose ``sample_weight`` / ``where`` may also be per element (the last axis is not a class axis)
+ELEMENTWISE = ("sigmoid_cross_entropy", "sigmoid_focal_loss")
+
+
+def _factors(sample_weight, where, shape, per_element):
+    """``sample_weight * where`` as float64 of ``shape`` (a row loss: the batch shape; an elementwise loss:
+    the logits' shape, an array of the batch shape read as one value per row)."""
+    f = np.ones(shape)
+    for a in (sample_weight, where):
+        if a is None:
+            continue
+        a = np.asarray(a, dtype=np.float64)
+        if per_element and a.shape == tuple(shape[:-1]):
+            a = a[..., None]
+        f = f * np.broadcast_to(a, shape)
+    return f
+
+
+def weighted(name, args, sample_weight=None, where=None, reduction="mean", normalizer=None, **options):
+    """``(loss, grad)`` of loss ``name`` with ``sample_weight`` and ``where``, from its unweighted reference.
+
+    The definition written out: a sample (an element, for the elementwise
+    losses) of factor ``f = sample_weight * where`` contributes ``f * loss``
+    and ``f * grad``; a factor of 0 is not read (its input is replaced by 0
+    here before the reference sees it).  "mean" divides by the sum of ``f``
+    times the class weight of the target over the kept samples (index
+    targets), of ``f`` (probability targets), or of ``f`` over the elements
+    (elementwise losses); ``normalizer`` replaces it.  ``grad`` is as the
+    reference returns it (a tuple for the linear loss).
+    """
+    x = np.array(args[0], dtype=np.float64)
+    fn = globals()[name]
+    if name == "linear_cross_entropy":
+        W, t = np.asarray(args[1], np.float64), np.asarray(args[2])
+        f = _factors(sample_weight, where, x.shape[:-1], False).reshape(-1)
+        h = np.where((f == 0)[:, None], 0.0, x.reshape(-1, x.shape[-1])).reshape(x.shape)  # not read
+        b = options.pop("bias", None)
+        logits = h.reshape(-1, h.shape[-1]) @ W.T + (0.0 if b is None else np.asarray(b, np.float64))
+        wc = options.pop("weight_classes", None)
+        t2 = t.reshape(-1, W.shape[0]) if t.dtype.kind == "f" else t.reshape(-1)
+        loss, g = weighted("softmax_cross_entropy", (logits, t2), sample_weight=f, reduction=reduction,
+                           normalizer=normalizer, weight=wc, **options)
+        d_bias = g.sum(axis=0) if b is not None else None
+        if reduction == "none":
+            loss = loss.reshape(h.shape[:-1])
+        return loss, ((g @ W).reshape(h.shape), g.T @ h.reshape(-1, h.shape[-1]), d_bias)
+    rest = list(args[1:])
+    per_element = name in ELEMENTWISE
+    shape = x.shape if per_element else x.shape[:-1]
+    f = _factors(sample_weight, where, shape, per_element)
+    skip = f == 0
+    x[skip if per_element else np.broadcast_to(skip[..., None], x.shape)] = 0.0  # not read
+    per, grad = fn(x, *rest, reduction="none", **options)
+    per = np.where(skip, 0.0, f * per)
+    fg = f if per_element else f[..., None]
+    grad = np.where(fg == 0, 0.0, fg * grad)
+    if per_element:
+        denom = f.sum()
+    else:
+        t = np.asarray(rest[0])
+        if t.dtype.kind == "f":
+            denom = f.sum()
+        else:
+            C = x.shape[-1]
+            w = np.ones(C) if options.get("weight") is None else np.asarray(options["weight"], np.float64)
+            kept = t != options.get("ignore_index", -100)
+            denom = (f * np.where(kept, w[np.where(kept, t, 0)], 0.0)).sum()
+    loss, scale = _reduce(per, reduction, denom, normalizer)
+    return loss, grad * scale
+
+
+def log_sum_exp(name, args, **options):
+    """Each sample's log-sum-exp of the logits the softmax of loss ``name`` sees (``Aux.lse``), float64.
+
+    The soft-capped logits with ``softcap``, the margin logits of CosFace
+    (``s (c - m [c = y])``) and ArcFace (``s phi(c_y)`` at the target), the
+    linear layer's output for the linear loss.
+    """
+    x = np.asarray(args[0], dtype=np.float64)
+    if name == "linear_cross_entropy":
+        x = x @ np.asarray(args[1], np.float64).T
+        if options.get("bias") is not None:
+            x = x + np.asarray(options["bias"], np.float64)
+    elif name in ("cosface_cross_entropy", "arcface_cross_entropy"):
+        y = np.asarray(args[1])
+        onehot = np.arange(x.shape[-1]) == y[..., None]
+        if name == "cosface_cross_entropy":
+            x = options.get("scale", 30.0) * (x - options.get("margin", 0.35) * onehot)
+        else:
+            phi, _ = arcface_phi(x, options.get("margin", 0.5), options.get("easy_margin", False))
+            x = options.get("scale", 64.0) * np.where(onehot, phi, x)
+    if options.get("softcap") is not None:
+        x = options["softcap"] * np.tanh(x / options["softcap"])
+    m = np.max(x, axis=-1, keepdims=True)
+    return (m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True)))[..., 0]

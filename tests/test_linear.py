@@ -5,6 +5,7 @@ import zlib
 import numpy as np
 import pytest
 import reference as ref
+from conftest import assert_close
 
 import numloss
 from numloss import _blas
@@ -395,3 +396,97 @@ def test_max_memory_bounds_the_traced_working_memory_and_keeps_the_values(ignore
     outputs = dh.nbytes + dw.nbytes + db.nbytes
     assert peak - outputs <= budget, (peak, outputs, budget)
     assert_matches(got, want, np.float32, True)
+
+
+# ------------------------------------------------------------ probability targets (distillation)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_probability_targets_match_torch_linear_cross_entropy_and_linear_then_cross_entropy(bias, reduction):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(21)
+    hidden, weight, _, b = make(rng, 40, 8, 17, np.float64, bias)
+    probs = rng.dirichlet(np.full(17, 0.3), size=40)
+    cw = rng.uniform(0.5, 2, 17)
+    loss, (dh, dw, db) = numloss.linear_cross_entropy_with_grad(
+        hidden, weight, probs, bias=b, weight_classes=cw, label_smoothing=0.1, reduction=reduction, chunk_size=6)
+    plain = numloss.linear_cross_entropy(hidden, weight, probs, bias=b, weight_classes=cw, label_smoothing=0.1,
+                                         reduction=reduction, chunk_size=6)
+    np.testing.assert_array_equal(plain, loss)
+    forms = {"F.cross_entropy(F.linear(...))": lambda th, tw, tb: F.cross_entropy(
+        F.linear(th, tw, tb), torch.from_numpy(probs), weight=torch.from_numpy(cw), label_smoothing=0.1,
+        reduction=reduction)}
+    if hasattr(F, "linear_cross_entropy") and hasattr(torch.nn, "LinearCrossEntropyOptions"):
+        forms["F.linear_cross_entropy"] = lambda th, tw, tb: F.linear_cross_entropy(
+            th, tw, torch.from_numpy(probs), linear_bias=tb, weight=torch.from_numpy(cw), label_smoothing=0.1,
+            reduction=reduction, options=torch.nn.LinearCrossEntropyOptions())
+    import warnings
+
+    for name, form in forms.items():
+        th = torch.from_numpy(hidden.copy()).requires_grad_()
+        tw = torch.from_numpy(weight.copy()).requires_grad_()
+        tb = torch.from_numpy(b.copy()).requires_grad_() if bias else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tl = form(th, tw, tb)
+        tl.sum().backward()
+        np.testing.assert_allclose(loss, tl.detach().numpy(), rtol=1e-10, atol=1e-13, err_msg=name)
+        np.testing.assert_allclose(dh, th.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(dw, tw.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+        if bias:
+            np.testing.assert_allclose(db, tb.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_probability_targets_chunked_skipped_and_of_another_dtype_match_the_reference(dtype):
+    """Chunks (gathered when rows are skipped by where=), targets of another float dtype and 3-d batches."""
+    rng = np.random.default_rng(22)
+    hidden, weight, _, b = make(rng, 24, 6, 11, dtype, True)
+    hidden = hidden.reshape(4, 6, 6)
+    probs = rng.dirichlet(np.ones(11), size=(4, 6))  # float64 targets for float32 hidden too
+    where = rng.random((4, 6)) < 0.7
+    hidden[~where] = np.nan  # not read
+    sw = rng.uniform(0.5, 2.0, size=(4, 6))
+    want_loss, want_grads = ref.weighted("linear_cross_entropy", (hidden, weight, probs), bias=b, sample_weight=sw,
+                                         where=where, z_loss=1e-3)
+    for chunk_size in (None, 5):
+        loss, grads = numloss.linear_cross_entropy_with_grad(hidden, weight, probs, bias=b, sample_weight=sw,
+                                                             where=where, z_loss=1e-3, chunk_size=chunk_size)
+        assert_close(loss, want_loss, dtype, what="loss")
+        for got, want, name in zip(grads, want_grads, ("d_hidden", "d_weight", "d_bias"), strict=True):
+            assert_close(got, want, dtype, what=name)
+    assert np.all(grads[0][~where] == 0)
+
+
+def test_probability_targets_are_read_chunk_by_chunk_under_a_memory_budget():
+    """No (N, V) array beyond the targets themselves: the traced peak stays under max_memory."""
+    import tracemalloc
+
+    rng = np.random.default_rng(23)
+    n, d, v = 256, 16, 1000
+    hidden, weight, _, _ = make(rng, n, d, v, np.float32, False)
+    probs = rng.dirichlet(np.ones(v), size=n).astype(np.float32)
+    want_loss, want_grads = ref.weighted("linear_cross_entropy", (hidden, weight, probs))
+    numloss.linear_cross_entropy_with_grad(hidden, weight, probs, max_memory="64KiB")  # warm
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        loss, grads = numloss.linear_cross_entropy_with_grad(hidden, weight, probs, max_memory="64KiB")
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert peak - grads[0].nbytes - grads[1].nbytes <= 64 * 2**10, peak
+    assert_close(loss, want_loss, np.float32)
+    assert_close(grads[1], want_grads[1], np.float32)
+
+
+def test_probability_targets_of_the_wrong_shape_raise():
+    rng = np.random.default_rng(24)
+    hidden, weight, _, _ = make(rng, 5, 3, 4, np.float64, False)
+    with pytest.raises(ValueError, match=r"must have shape hidden.shape\[:-1\] \+ \(V,\) = \(5, 4\); got \(5, 3\)"):
+        numloss.linear_cross_entropy(hidden, weight, np.full((5, 3), 1 / 3))
+    with pytest.raises(ValueError, match="integer class indices .* or float probabilities"):
+        numloss.linear_cross_entropy(hidden, weight, np.zeros(5, dtype=complex))
