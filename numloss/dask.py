@@ -72,34 +72,42 @@ __all__ = [
 
 # --------------------------------------------------------------------------- run in the workers, once per block
 def _call_block(fn, x, t, denom, reduction, with_grad, takes_normalizer, kwargs):
-    """One call of the in-memory loss on one block; returns loss (and grad).
+    """One call of the in-memory loss on one block; returns ``(loss, grad or None, aux or None)``.
 
     For "mean", ``denom`` is the global denominator.  Positive: passed as
     ``normalizer`` where the loss takes one (the kernel then scales the
     gradient in its single pass), else the block's sum is divided here (an
     in-block multiply, still no second task).  Zero: the block's own mean,
     which then has the same zero denominator (NaN loss, zero rows for ignored
-    samples, as in memory).
+    samples, as in memory).  The reduced terms of ``aux`` (``aux=True``) are
+    scaled as the loss is.
     """
+    want_aux = kwargs.get("aux", False)
+
+    def split(result):
+        parts = result if (with_grad or want_aux) else (result,)
+        return parts[0], parts[1] if with_grad else None, parts[-1] if want_aux else None
+
     if reduction != "mean":
-        return fn(x, t, reduction=reduction, **kwargs)
+        return split(fn(x, t, reduction=reduction, **kwargs))
     d = float(denom)
     if d > 0.0 and math.isfinite(d) and takes_normalizer:
-        return fn(x, t, reduction="mean", normalizer=d, **kwargs)
+        return split(fn(x, t, reduction="mean", normalizer=d, **kwargs))
     if d == 0.0 or d != d:
-        result = fn(x, t, reduction="mean", **kwargs)
+        _, grad, aux = split(fn(x, t, reduction="mean", **kwargs))
         nan = x.dtype.type(np.nan)
-        return (nan, result[1]) if with_grad else nan
-    result = fn(x, t, reduction="sum", **kwargs)
-    if not with_grad:
-        return result / d
-    loss, grad = result
-    grad *= grad.dtype.type(1.0 / d)
-    return loss / d, grad
+        return nan, grad, None if aux is None else aux._replace(cross_entropy=nan, z_loss=nan)
+    loss, grad, aux = split(fn(x, t, reduction="sum", **kwargs))
+    if grad is not None:
+        grad *= grad.dtype.type(1.0 / d)
+    if aux is not None:
+        aux = aux._replace(cross_entropy=aux.cross_entropy / d, z_loss=aux.z_loss / d)
+    return loss / d, grad, aux
 
 
 def _block(x, t, *arrays, fn, reduction, with_grad, takes_normalizer, array_names, class_axis, denom=None,
            kwargs):
+    """The block's ``loss`` (with ``grad``, and with ``lse, cross_entropy, z_loss`` for ``aux=True``)."""
     # The loss keeps the class axis with length 1 (squeezed out by the graph
     # for "none"): dask cannot drop an axis of a block holding a tuple.
     if denom is None and len(arrays) > len(array_names):
@@ -107,13 +115,17 @@ def _block(x, t, *arrays, fn, reduction, with_grad, takes_normalizer, array_name
     module, name = fn
     fn = getattr(importlib.import_module(module), name + ("_with_grad" if with_grad else ""))
     kwargs = dict(kwargs, **dict(zip(array_names, arrays, strict=True)))
-    result = _call_block(fn, x, t, denom, reduction, with_grad, takes_normalizer, kwargs)
-    loss = result[0] if with_grad else result
-    if reduction != "none":
-        loss = np.full((1,) * x.ndim, loss, dtype=np.float64)
-    elif class_axis is not None:
-        loss = np.expand_dims(loss, class_axis)
-    return (loss, result[1]) if with_grad else loss
+    loss, grad, aux = _call_block(fn, x, t, denom, reduction, with_grad, takes_normalizer, kwargs)
+
+    def keep_shape(value):
+        if reduction != "none":
+            return np.full((1,) * x.ndim, value, dtype=np.float64)
+        return value if class_axis is None else np.expand_dims(value, class_axis)
+
+    out = (keep_shape(loss),) + ((grad,) if with_grad else ())
+    if aux is not None:
+        out += (np.expand_dims(aux.lse, class_axis), keep_shape(aux.cross_entropy), keep_shape(aux.z_loss))
+    return out if len(out) > 1 else out[0]
 
 
 def _class_weight_sum_block(t, *row_weight, weight, ignore_index, num_classes):
@@ -166,12 +178,8 @@ def _row_weight_graph(sample_weight, where, shape, chunks):
                          meta=np.empty((0,) * len(shape), dtype=np.float64))
 
 
-def _first(pair):
-    return pair[0]
-
-
-def _second(pair):
-    return pair[1]
+def _part(parts, k):
+    return parts[k]
 
 
 # --------------------------------------------------------------------------- graph building
@@ -231,8 +239,11 @@ def _class_axis_in_one_chunk(x, axis, what, name):
     return x.rechunk({axis: -1}), True
 
 
-def _assemble(block, ind, args, x, with_grad, reduction, class_axis, denom):
-    """One blockwise task per block of ``x``; split its results into the loss and gradient graphs."""
+def _assemble(block, ind, args, x, with_grad, reduction, class_axis, denom, aux=False):
+    """One blockwise task per block of ``x``; split its results into the loss and gradient graphs.
+
+    Returns ``(loss, grad or None, Aux of dask arrays or None)``.
+    """
     if isinstance(denom, da.Array):
         args = [*args, denom, ()]
     else:
@@ -242,27 +253,38 @@ def _assemble(block, ind, args, x, with_grad, reduction, class_axis, denom):
         (1,) if i == class_axis else (c if reduction == "none" else (1,) * len(c)) for i, c in enumerate(x.chunks)
     )
     loss_meta = np.empty((0,) * x.ndim, dtype=loss_dtype)
-    grad = None
-    if with_grad:
-        pairs = da.blockwise(block, ind, *args, dtype=x.dtype, meta=np.empty((0,) * x.ndim, dtype=object),
+
+    def reduced(partial):
+        if reduction == "none":
+            return partial if class_axis is None else partial.squeeze(axis=class_axis)
+        return partial.sum(dtype=np.float64).astype(x.dtype)
+
+    grad = aux_out = None
+    if with_grad or aux:
+        parts = da.blockwise(block, ind, *args, dtype=x.dtype, meta=np.empty((0,) * x.ndim, dtype=object),
                              align_arrays=False, concatenate=True)
-        partial = pairs.map_blocks(_first, dtype=loss_dtype, chunks=loss_chunks, meta=loss_meta)
-        grad = pairs.map_blocks(_second, dtype=x.dtype, chunks=x.chunks, meta=np.empty((0,) * x.ndim, dtype=x.dtype))
+
+        def pick(k, dtype, chunks):
+            return parts.map_blocks(_part, k, dtype=dtype, chunks=chunks, meta=np.empty((0,) * x.ndim, dtype=dtype))
+
+        partial = pick(0, loss_dtype, loss_chunks)
+        if with_grad:
+            grad = pick(1, x.dtype, x.chunks)
+        if aux:
+            k = 2 if with_grad else 1
+            lse_chunks = tuple((1,) if i == class_axis else c for i, c in enumerate(x.chunks))
+            lse = pick(k, x.dtype, lse_chunks).squeeze(axis=class_axis)
+            aux_out = _plumbing.Aux(lse, reduced(pick(k + 1, loss_dtype, loss_chunks)),
+                                    reduced(pick(k + 2, loss_dtype, loss_chunks)))
     else:
         partial = da.blockwise(block, ind, *args, dtype=loss_dtype, align_arrays=False, concatenate=True,
                                meta=loss_meta, adjust_chunks=dict(zip(ind, loss_chunks, strict=True)))
-    if reduction == "none":
-        if class_axis is not None:
-            partial = partial.squeeze(axis=class_axis)
-        loss = partial
-    else:
-        loss = partial.sum(dtype=np.float64).astype(x.dtype)
-    return loss, grad
+    return reduced(partial), grad, aux_out
 
 
 def _row_loss_graph(name, fns, logits, target, with_grad, *, weight, ignore_index, reduction, normalizer=None,
                     axis=-1, extra=None, logits_name="logits", prob_targets=True, takes_normalizer=True,
-                    takes_axis=True, sample_weight=None, where=None):
+                    takes_axis=True, sample_weight=None, where=None, aux=False):
     """Graphs of a softmax-type loss: rows along ``axis``, targets of class indices (or probabilities)."""
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
         raise ValueError(f"axis must be an integer; got {axis!r}")
@@ -317,6 +339,8 @@ def _row_loss_graph(name, fns, logits, target, with_grad, *, weight, ignore_inde
             denom = parts.sum(dtype=np.float64)
 
     kwargs = dict(extra or {}, weight=None if weight is None else w, ignore_index=ignore)
+    if V.flag(aux, "aux"):
+        kwargs["aux"] = True
     if takes_axis:
         kwargs["axis"] = axis
     block = functools.partial(_block, fn=fns, reduction=reduction, with_grad=with_grad,
@@ -325,10 +349,13 @@ def _row_loss_graph(name, fns, logits, target, with_grad, *, weight, ignore_inde
     ind = tuple(range(x.ndim))
     bind = ind[:axis] + ind[axis + 1:]
     args = [x, ind, t, ind if kind == "prob" else bind] + ([] if rw is None else [rw, bind])
-    loss, grad = _assemble(block, ind, args, x, with_grad, reduction, axis, denom)
-    if not with_grad:
-        return loss
-    return loss, grad.rechunk(original_chunks) if rechunked else grad
+    loss, grad, aux_out = _assemble(block, ind, args, x, with_grad, reduction, axis, denom, aux)
+    result = (loss,)
+    if with_grad:
+        result += (grad.rechunk(original_chunks) if rechunked else grad,)
+    if aux:
+        result += (aux_out,)
+    return result if len(result) > 1 else loss
 
 
 def _broadcast_weight(value, x, name):
@@ -392,7 +419,7 @@ def _elementwise_graph(fns, logits, target, with_grad, *, reduction, weights=Non
     block = functools.partial(_block, fn=fns, reduction=reduction, with_grad=with_grad,
                               takes_normalizer=takes_normalizer, array_names=tuple(names), class_axis=None,
                               kwargs=dict(extra or {}))
-    loss, grad = _assemble(block, ind, args, x, with_grad, reduction, None, denom)
+    loss, grad, _ = _assemble(block, ind, args, x, with_grad, reduction, None, denom)
     return (loss, grad) if with_grad else loss
 
 
@@ -411,30 +438,31 @@ _ARCFACE = _in_memory("arcface_cross_entropy")
 
 
 def _softmax_graph(name, logits, target, with_grad, weight, ignore_index, label_smoothing, z_loss, softcap, eps,
-                   axis, reduction, normalizer, sample_weight=None, where=None):
+                   axis, reduction, normalizer, sample_weight=None, where=None, aux=False):
     ls, z, cap, eps = V.label_smoothing(label_smoothing), V.z_loss(z_loss), V.softcap(softcap), V.eps(eps)
     V.eps_combinations(eps, ls, z, cap)
     extra = dict(label_smoothing=ls, z_loss=z, softcap=None if cap == 0.0 else cap, eps=eps)
     return _row_loss_graph(name, _SOFTMAX, logits, target, with_grad, weight=weight, ignore_index=ignore_index,
                            reduction=reduction, normalizer=normalizer, axis=axis, extra=extra,
-                           sample_weight=sample_weight, where=where)
+                           sample_weight=sample_weight, where=where, aux=aux)
 
 
 def _margin_graph(name, fns, kind, cosine, target, with_grad, scale, margin, weight, ignore_index, label_smoothing,
-                  reduction, extra, sample_weight=None, where=None):
+                  reduction, extra, sample_weight=None, where=None, aux=False):
     # the in-memory wrappers' own checks of scale, margin and label_smoothing, run here before any graph
     dtype = _dtype_of(cosine)
     _margin._options(kind, scale, margin, label_smoothing, dtype if dtype in V.FLOAT_DTYPES else np.dtype(np.float64))
     extra = dict(extra, scale=scale, margin=margin, label_smoothing=label_smoothing)
     return _row_loss_graph(name, fns, cosine, target, with_grad, weight=weight, ignore_index=ignore_index,
                            reduction=reduction, extra=extra, logits_name="cosine", prob_targets=False,
-                           takes_normalizer=False, takes_axis=False, sample_weight=sample_weight, where=where)
+                           takes_normalizer=False, takes_axis=False, sample_weight=sample_weight, where=where,
+                           aux=aux)
 
 
 # --------------------------------------------------------------------------- public functions
 def softmax_cross_entropy(
     logits, target, *, weight=None, ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None,
-    eps=0.0, axis=-1, reduction="mean", normalizer=None, sample_weight=None, where=None,
+    eps=0.0, axis=-1, reduction="mean", normalizer=None, sample_weight=None, where=None, aux=False,
 ):
     """Lazy :func:`numloss.softmax_cross_entropy` of dask arrays chunked along the batch axes.
 
@@ -469,12 +497,12 @@ def softmax_cross_entropy(
     0.41703
     """
     return _softmax_graph("softmax_cross_entropy", logits, target, False, weight, ignore_index, label_smoothing,
-                          z_loss, softcap, eps, axis, reduction, normalizer, sample_weight, where)
+                          z_loss, softcap, eps, axis, reduction, normalizer, sample_weight, where, aux)
 
 
 def softmax_cross_entropy_with_grad(
     logits, target, *, weight=None, ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None,
-    eps=0.0, axis=-1, reduction="mean", normalizer=None, sample_weight=None, where=None,
+    eps=0.0, axis=-1, reduction="mean", normalizer=None, sample_weight=None, where=None, aux=False,
 ):
     """Lazy :func:`numloss.softmax_cross_entropy_with_grad` of dask arrays: one fused kernel call per block.
 
@@ -503,7 +531,7 @@ def softmax_cross_entropy_with_grad(
     array([ 0.125, -0.125])
     """
     return _softmax_graph("softmax_cross_entropy_with_grad", logits, target, True, weight, ignore_index,
-                          label_smoothing, z_loss, softcap, eps, axis, reduction, normalizer, sample_weight, where)
+                          label_smoothing, z_loss, softcap, eps, axis, reduction, normalizer, sample_weight, where, aux)
 
 
 def sigmoid_cross_entropy(logits, target, *, weight=None, pos_weight=None, eps=0.0, reduction="mean",
@@ -594,7 +622,7 @@ def sigmoid_focal_loss_with_grad(logits, target, *, alpha=0.25, gamma=2.0, reduc
 
 
 def softmax_focal_loss(logits, target, *, gamma=2.0, weight=None, ignore_index=-100, reduction="mean",
-                       sample_weight=None, where=None):
+                       sample_weight=None, where=None, aux=False):
     """Lazy :func:`numloss.softmax_focal_loss` of dask arrays chunked along the batch axes.
 
     Classes on the last axis (rechunked into one chunk with a warning when
@@ -605,47 +633,48 @@ def softmax_focal_loss(logits, target, *, gamma=2.0, weight=None, ignore_index=-
     return _row_loss_graph("softmax_focal_loss", _SOFTMAX_FOCAL, logits, target, False, weight=weight,
                            ignore_index=ignore_index, reduction=reduction, extra=extra, prob_targets=False,
                            takes_normalizer=False, takes_axis=False, sample_weight=sample_weight,
-                           where=where)
+                           where=where, aux=aux)
 
 
 def softmax_focal_loss_with_grad(logits, target, *, gamma=2.0, weight=None, ignore_index=-100, reduction="mean",
-                                 sample_weight=None, where=None):
+                                 sample_weight=None, where=None, aux=False):
     """Lazy :func:`numloss.softmax_focal_loss_with_grad`: one fused kernel call per block."""
     extra = dict(gamma=_focal._gamma(gamma))
     return _row_loss_graph("softmax_focal_loss_with_grad", _SOFTMAX_FOCAL, logits, target, True, weight=weight,
                            ignore_index=ignore_index, reduction=reduction, extra=extra, prob_targets=False,
                            takes_normalizer=False, takes_axis=False, sample_weight=sample_weight,
-                           where=where)
+                           where=where, aux=aux)
 
 
 def cosface_cross_entropy(cosine, target, *, scale=30.0, margin=0.35, weight=None, ignore_index=-100,
-                          label_smoothing=0.0, reduction="mean", sample_weight=None, where=None):
+                          label_smoothing=0.0, reduction="mean", sample_weight=None, where=None, aux=False):
     """Lazy :func:`numloss.cosface_cross_entropy` of dask cosines chunked along the batch axes."""
     return _margin_graph("cosface_cross_entropy", _COSFACE, _margin_kernels.COSFACE, cosine, target, False, scale,
-                         margin, weight, ignore_index, label_smoothing, reduction, {}, sample_weight, where)
+                         margin, weight, ignore_index, label_smoothing, reduction, {}, sample_weight, where, aux)
 
 
 def cosface_cross_entropy_with_grad(cosine, target, *, scale=30.0, margin=0.35, weight=None, ignore_index=-100,
-                                    label_smoothing=0.0, reduction="mean", sample_weight=None, where=None):
+                                    label_smoothing=0.0, reduction="mean", sample_weight=None, where=None, aux=False):
     """Lazy :func:`numloss.cosface_cross_entropy_with_grad`: one fused kernel call per block."""
     return _margin_graph("cosface_cross_entropy_with_grad", _COSFACE, _margin_kernels.COSFACE, cosine, target, True,
-                         scale, margin, weight, ignore_index, label_smoothing, reduction, {}, sample_weight, where)
+                         scale, margin, weight, ignore_index, label_smoothing, reduction, {}, sample_weight, where, aux)
 
 
 def arcface_cross_entropy(cosine, target, *, scale=64.0, margin=0.5, easy_margin=False, weight=None,
-                          ignore_index=-100, label_smoothing=0.0, reduction="mean", sample_weight=None, where=None):
+                          ignore_index=-100, label_smoothing=0.0, reduction="mean", sample_weight=None, where=None,
+                          aux=False):
     """Lazy :func:`numloss.arcface_cross_entropy` of dask cosines chunked along the batch axes."""
     kind = _margin_kernels.ARCFACE_EASY if V.flag(easy_margin, "easy_margin") else _margin_kernels.ARCFACE
     return _margin_graph("arcface_cross_entropy", _ARCFACE, kind, cosine, target, False, scale, margin, weight,
                          ignore_index, label_smoothing, reduction, dict(easy_margin=easy_margin), sample_weight,
-                         where)
+                         where, aux)
 
 
 def arcface_cross_entropy_with_grad(cosine, target, *, scale=64.0, margin=0.5, easy_margin=False, weight=None,
                                     ignore_index=-100, label_smoothing=0.0, reduction="mean",
-                                    sample_weight=None, where=None):
+                                    sample_weight=None, where=None, aux=False):
     """Lazy :func:`numloss.arcface_cross_entropy_with_grad`: one fused kernel call per block."""
     kind = _margin_kernels.ARCFACE_EASY if V.flag(easy_margin, "easy_margin") else _margin_kernels.ARCFACE
     return _margin_graph("arcface_cross_entropy_with_grad", _ARCFACE, kind, cosine, target, True, scale, margin,
                          weight, ignore_index, label_smoothing, reduction, dict(easy_margin=easy_margin), sample_weight,
-                         where)
+                         where, aux)

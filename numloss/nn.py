@@ -131,8 +131,11 @@ class _FusedLoss(Module):
         self.options = options
         self._grad = None
 
-    def forward(self, x, target):
-        loss, self._grad = type(self)._with_grad(x, target, reduction=self.reduction, **self.options)
+    def forward(self, x, target, sample_weight=None, where=None):
+        """The loss as a float; ``sample_weight`` and ``where`` (per sample, or per element for the
+        sigmoid focal loss) as the function's."""
+        loss, self._grad = type(self)._with_grad(x, target, reduction=self.reduction, sample_weight=sample_weight,
+                                                 where=where, **self.options)
         return float(loss)
 
     __call__ = forward

@@ -253,3 +253,23 @@ def test_forward_never_modifies_its_inputs(cls, rng):
     assert not np.shares_memory(g, x)
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_array_equal(y, y0)
+
+
+@pytest.mark.parametrize("name, function, target_kind", [
+    ("SigmoidFocalLoss", "sigmoid_focal_loss_with_grad", "dense"),
+    ("SoftmaxFocalLoss", "softmax_focal_loss_with_grad", "index"),
+    ("CosFaceLoss", "cosface_cross_entropy_with_grad", "index"),
+    ("ArcFaceLoss", "arcface_cross_entropy_with_grad", "index"),
+])
+def test_fused_modules_pass_sample_weight_and_where_to_their_function(name, function, target_kind, rng):
+    x = rng.uniform(-1.0, 1.0, size=(6, 4))
+    t = rng.integers(0, 4, size=6) if target_kind == "index" else (rng.random((6, 4)) < 0.5).astype(float)
+    sw = rng.uniform(0.5, 2.0, size=6)
+    where = np.array([True, False, True, True, True, True])
+    x[1] = np.nan  # masked: not read
+    module = getattr(numloss.nn, name)()
+    loss = module.forward(x, t, sample_weight=sw, where=where)
+    want_loss, want_grad = getattr(numloss, function)(x, t, sample_weight=sw, where=where)
+    assert loss == float(want_loss) and np.isfinite(loss)
+    np.testing.assert_array_equal(module.backward(), want_grad)
+    assert module.forward(x[[0, 2]], t[[0, 2]]) == float(getattr(numloss, function)(x[[0, 2]], t[[0, 2]])[0])

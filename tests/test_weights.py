@@ -289,3 +289,50 @@ def test_registry_says_which_losses_take_aux():
     for loss in LOSSES:
         assert loss.aux == (loss.class_axis != "elementwise"), loss.name
     assert _registry.BY_NAME["linear_cross_entropy"].targets == ("index", "prob")
+
+
+@pytest.mark.parametrize("loss", AUX[:-1] if AUX[-1].input == "hidden" else AUX, ids=lambda loss: loss.name)
+def test_dask_aux_gives_the_in_memory_aux(loss, rng):
+    da = pytest.importorskip("dask.array")
+    import dask
+
+    import numloss.dask as nld
+
+    args, kwargs = make_inputs(loss, "float64", rng, N=12, C=C)
+    args[-1][5] = -100
+    sw, where = _weights(rng, n=12)
+    if dict(loss.options).get("z_loss") is not None:
+        kwargs = dict(kwargs, z_loss=0.01)
+    for reduction in ("mean", "sum", "none"):
+        for with_grad in (False, True):
+            want = call(loss, args, kwargs, with_grad=with_grad, reduction=reduction, sample_weight=sw, where=where,
+                        aux=True)
+            chunked = [da.from_array(a, chunks=(4,) + a.shape[1:]) for a in args]
+            fn = getattr(nld, loss.with_grad if with_grad else loss.name)
+            got = dask.compute(*fn(*chunked, reduction=reduction, sample_weight=sw, where=where, aux=True, **kwargs),
+                               scheduler="synchronous")
+            for g, w in zip(got[:-1], want[:-1], strict=True):
+                assert_close(g, w, "float64", what=f"{loss.name} dask")
+            assert isinstance(got[-1], numloss.Aux)
+            for g, w, name in zip(got[-1], want[-1], numloss.Aux._fields, strict=True):
+                assert_close(g, w, "float64", what=f"{loss.name} dask aux.{name}")
+
+
+def test_dask_per_element_sigmoid_weights_equal_the_in_memory_ones(rng):
+    da = pytest.importorskip("dask.array")
+    import dask
+
+    import numloss.dask as nld
+
+    x = rng.standard_normal((12, C))
+    t = (rng.random((12, C)) < 0.5).astype(float)
+    sw = rng.uniform(0.0, 2.0, size=(12, C))
+    where = rng.random((12, C)) < 0.8
+    x[~where] = np.nan
+    for reduction in ("mean", "none"):
+        want = numloss.sigmoid_focal_loss_with_grad(x, t, sample_weight=sw, where=where, reduction=reduction)
+        lazy = nld.sigmoid_focal_loss_with_grad(da.from_array(x, chunks=(4, 2)), t, reduction=reduction,
+                                                sample_weight=sw, where=where)
+        got = dask.compute(*lazy, scheduler="synchronous")
+        for g, w in zip(got, want, strict=True):
+            assert_close(g, w, "float64")
