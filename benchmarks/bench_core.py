@@ -107,26 +107,35 @@ class _OptionGroups(_Suite):
     track_effective_GBps.unit = "GB/s"
 
 
+def _groups(family):
+    """The option groups ``numloss bench`` times for ``family`` at 4096x1000 float32."""
+    return [c.group for c in _bench.CASES
+            if c.family == family and c.shape == (4096, 1000) and c.dtype == "float32" and c.group != "plain"]
+
+
 class SoftmaxCrossEntropyOptions(_OptionGroups):
+    """weight + ignore_index, label smoothing, z-loss, softcap, eps, probability targets, sample_weight, where,
+    aux."""
+
     family = "softmax_cross_entropy"
-    params = _OptionGroups.params + (["weight+ignore", "label_smoothing", "z_loss", "softcap", "eps", "prob_target"],)
+    params = _OptionGroups.params + (_groups(family),)
 
 
 class SigmoidCrossEntropyOptions(_OptionGroups):
     family = "sigmoid_cross_entropy"
-    params = _OptionGroups.params + (["weight+pos_weight", "eps"],)
+    params = _OptionGroups.params + (_groups(family),)
 
 
 class SigmoidFocalLossOptions(_OptionGroups):
     """A gamma other than 0, 1, 2: a libm ``pow`` per element."""
 
     family = "sigmoid_focal_loss"
-    params = _OptionGroups.params + (["gamma=1.5"],)
+    params = _OptionGroups.params + (_groups(family),)
 
 
 class ArcFaceOptions(_OptionGroups):
     family = "arcface_cross_entropy"
-    params = _OptionGroups.params + (["label_smoothing"],)
+    params = _OptionGroups.params + (_groups(family),)
 
 
 class SmallCallOverhead:

@@ -55,3 +55,42 @@ class LinearCrossEntropyChunkSize:
 
     def time_forward_backward(self, chunk_size):
         self.call()
+
+
+class LinearCrossEntropyOptions:
+    """numloss's time per option group at 2048x512x32000 float32 (compare with "plain").
+
+    ``sample_weight`` / ``where``: one weight per row, a tenth of the rows 0 /
+    masked (those are skipped: gathered out of the chunks); ``prob_target``:
+    a teacher's (N, V) probabilities read chunk by chunk; ``aux``: the
+    per-row log-sum-exp returned.
+    """
+
+    params = (["plain", "sample_weight", "where", "prob_target", "aux"],)
+    param_names = ("group",)
+    number = 1
+    repeat = (2, 5, 30.0)
+
+    def setup(self, group):
+        import numpy as np
+
+        import numloss
+
+        case = _bench.LinearCase((2048, 512, 32000))
+        hidden, weight, target, _ = _bench.make_linear_inputs(case)
+        rng = np.random.default_rng(1)
+        kwargs = {}
+        if group == "sample_weight":
+            kwargs["sample_weight"] = np.where(rng.random(2048) < 0.1, 0.0, rng.uniform(0.5, 2.0, 2048))
+        elif group == "where":
+            kwargs["where"] = rng.random(2048) >= 0.1
+        elif group == "prob_target":
+            target = rng.dirichlet(np.ones(32000), size=2048).astype(np.float32)
+        elif group == "aux":
+            kwargs["aux"] = True
+        small = target[:256, :256] if target.ndim == 2 else target[:256] % 256
+        numloss.linear_cross_entropy_with_grad(hidden[:256], weight[:256], small)  # compile outside the timing
+        self.call = lambda: numloss.linear_cross_entropy_with_grad(hidden, weight, target, **kwargs)
+
+    def time_forward_backward(self, group):
+        self.call()

@@ -71,6 +71,16 @@ def _weights(c, rng):
     return rng.uniform(0.5, 2.0, size=c)
 
 
+def _row_options(opts, n, rng):
+    """The per-row option groups: ``sample_weight`` (one weight per row, a tenth of them 0) and ``where``
+    (a tenth of the rows masked), each costed against the plain kernel; and ``aux`` (the log-sum-exp out)."""
+    if opts.pop("row_weights", False):
+        opts["sample_weight"] = np.where(rng.random(n) < 0.1, 0.0, rng.uniform(0.5, 2.0, size=n))
+    if opts.pop("row_mask", False):
+        opts["where"] = rng.random(n) >= 0.1
+    return opts
+
+
 @family("softmax_cross_entropy")
 def _build_softmax(case, rng):
     n, c = case.shape
@@ -84,7 +94,7 @@ def _build_softmax(case, rng):
             t[::7] = opts["ignore_index"]
     if opts.pop("class_weights", False):
         opts["weight"] = _weights(c, rng)
-    return (x, t), opts
+    return (x, t), _row_options(opts, n, rng)
 
 
 @family("sigmoid_cross_entropy")
@@ -96,7 +106,7 @@ def _build_sigmoid(case, rng):
     if opts.pop("class_weights", False):
         opts["weight"] = _weights(c, rng).astype(case.dtype)
         opts["pos_weight"] = _weights(c, rng).astype(case.dtype)
-    return (x, t), opts
+    return (x, t), _row_options(opts, n, rng)
 
 
 SOFTMAX_SHAPES = [(8192, 32000), (4096, 1000), (256, 128256), (65536, 10)]
@@ -114,12 +124,16 @@ CASES = (
             ("softcap", (("softcap", 30.0),)),
             ("eps", (("eps", 1e-6),)),
             ("prob_target", (("prob_target", True),)),
+            ("sample_weight", (("row_weights", True),)),
+            ("where", (("row_mask", True),)),
+            ("aux", (("aux", True),)),
         ]
     ]
     + [Case("sigmoid_cross_entropy", s, quick=s == (4096, 1000)) for s in SIGMOID_SHAPES]
     + [
         Case("sigmoid_cross_entropy", (4096, 1000), group=g, options=o)
-        for g, o in [("weight+pos_weight", (("class_weights", True),)), ("eps", (("eps", 1e-6),))]
+        for g, o in [("weight+pos_weight", (("class_weights", True),)), ("eps", (("eps", 1e-6),)),
+                     ("sample_weight", (("row_weights", True),)), ("where", (("row_mask", True),))]
     ]
 )
 
