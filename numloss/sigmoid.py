@@ -111,8 +111,8 @@ def sigmoid_cross_entropy(logits: ArrayLike, target: ArrayLike, *, weight: Array
     normalizer : float > 0, optional
         Replaces the denominator of "mean".
     sample_weight, where : array_like, optional
-        See :ref:`elementwise sample weights <elementwise-weights>`: an array
-        of shape ``logits.shape[:-1]`` holds one value per row (this reading
+        Per row or per element: an array of shape ``logits.shape[:-1]``
+        holds one value per row (this reading
         wins when ``N == C``), any other shape broadcasts to the logits'
         shape (one value per element).  ``sample_weight`` (>= 0) multiplies
         the losses and the gradient, and "mean" divides by its sum over the
