@@ -120,7 +120,7 @@ def _warmup_arguments(parser):
         "and in place, for each dtype, in parallel worker processes. Run it once where the cache will be read: "
         "at a Docker image's build (with a fixed NUMBA_CACHE_DIR), on each cluster worker, before a CI test run.")
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: the cores available)")
-    parser.add_argument("--dtypes", default=",".join(_registry.DTYPES),
+    parser.add_argument("--dtypes", default=",".join(_registry.WARMUP_DTYPES),
                         help="comma-separated logits dtypes (default: %(default)s)")
     parser.add_argument("--losses", default="", help="comma-separated loss names (default: all: "
                         + ", ".join(loss.name for loss in _registry.LOSSES) + ")")

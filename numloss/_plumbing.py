@@ -117,7 +117,7 @@ def with_row_options(doc):
 def _sample_weight_array(sample_weight, shape):
     """``sample_weight`` broadcast to ``shape`` (float64, read-only view); ValueError for bad dtypes or values."""
     sw = np.asarray(sample_weight)
-    if sw.dtype.kind not in "biuf":
+    if not V.is_real(sw.dtype):
         raise ValueError(f"sample_weight must hold real numbers; got dtype {sw.dtype}")
     try:
         sw = np.broadcast_to(sw, shape)
@@ -187,7 +187,7 @@ def elementwise_weights(sample_weight, where, shape):
 
 def aux_result(b, row_loss, z_rows, dtype):
     """:class:`Aux` from the filled ``b.lse``, the per-row losses and the per-row z-loss terms (float64)."""
-    lse = b.lse.astype(dtype).reshape(b.shape)
+    lse = b.lse.astype(V.compute_dtype(np.dtype(dtype))).reshape(b.shape)
     if z_rows is None:
         z_rows = np.zeros_like(row_loss)
     return Aux(lse, reduce(b, row_loss - z_rows, dtype), reduce(b, z_rows, dtype))
@@ -203,9 +203,19 @@ def rows(x, N, C):
 
 
 def launch(kernels, x2, grad2, head, tail):
-    """Call the right driver of ``kernels`` on ``x2`` (N, C): in place when ``grad2 is x2``."""
+    """Call the right driver of ``kernels`` on ``x2`` (N, C): in place when ``grad2 is x2``.
+
+    Half-precision ``x2`` (float16, bfloat16) goes to the family's half
+    drivers as its uint16 bits, with the gradient's bits (or a float32
+    gradient as it is).
+    """
     parallel = _parallel.use_parallel(x2.shape[0] * x2.shape[1], x2.shape[0])
-    if grad2 is x2 and kernels.inplace_serial is not None:
+    kind = V.half_kind(x2.dtype)
+    if kind is not None:
+        xh = readonly(x2.view(np.uint16))
+        gh = grad2 if grad2.dtype == np.float32 else grad2.view(np.uint16)
+        _parallel.run(kernels.half.serial, kernels.half.parallel, parallel, xh, kind, *head, gh, *tail)
+    elif grad2 is x2 and kernels.inplace_serial is not None:
         _parallel.run(kernels.inplace_serial, kernels.inplace_parallel, parallel, x2, *head, *tail)
     else:
         _parallel.run(kernels.serial, kernels.parallel, parallel, x2, *head, grad2, *tail)
@@ -218,7 +228,7 @@ def reduce(b, losses, dtype):
     3e38, say) is ``inf``; that cast is not an error (no warning).  "mean"
     of an empty or all-ignored batch is NaN, as in PyTorch.
     """
-    dtype = np.dtype(dtype)
+    dtype = V.compute_dtype(np.dtype(dtype))
     if b.reduction == "none":
         if losses.dtype == dtype:
             return losses.reshape(b.shape)
@@ -297,12 +307,13 @@ def dense_target(target, b, native=()):
     compile for those few target dtypes only.
     """
     t = np.asarray(target)
-    if t.dtype.kind not in "biuf":
+    if not V.is_real(t.dtype):
         raise ValueError(f"target must be bool, integer or float; got dtype {t.dtype}")
     if t.shape != b.x.shape:
         raise ValueError(f"target must have the logits' shape {b.x.shape}; got {t.shape}")
-    keep = t.dtype == b.x.dtype or t.dtype in native
-    t = np.ascontiguousarray(t) if keep else np.ascontiguousarray(t, dtype=b.x.dtype)
+    dtype = V.compute_dtype(b.x.dtype)
+    keep = t.dtype == dtype or t.dtype in native
+    t = np.ascontiguousarray(t) if keep else np.ascontiguousarray(t, dtype=dtype)
     return readonly(t.reshape(b.N, b.C))
 
 
@@ -320,7 +331,8 @@ def elementwise_runner(b, kernels, head, elem_weight=None):
     def run(x2, grad2):
         row_loss = np.empty(b.N, dtype=np.float64)
         want_elem = b.reduction == "none" or elem_weight is not None
-        elem = np.empty((b.N, b.C) if want_elem else (0, b.C), dtype=x2.dtype)
+        dtype = V.compute_dtype(x2.dtype)
+        elem = np.empty((b.N, b.C) if want_elem else (0, b.C), dtype=dtype)
         if b.N * b.C == 0:
             row_loss[:] = 0.0
         else:
@@ -332,7 +344,7 @@ def elementwise_runner(b, kernels, head, elem_weight=None):
                 weighted[skip] = 0.0
                 row_loss = weighted.sum(axis=1)
                 if b.reduction == "none":
-                    elem = weighted.astype(x2.dtype)
+                    elem = weighted.astype(dtype)
                 if grad2.shape[0] == b.N and b.N:
                     np.multiply(grad2, elem_weight, out=grad2, casting="unsafe")
                     grad2[skip] = 0.0

@@ -175,6 +175,10 @@ BY_NAME = {loss.name: loss for loss in LOSSES}
 
 #: floating dtypes every loss computes in
 DTYPES = ("float32", "float64")
+#: half-precision inputs every loss accepts (computed in float32; bfloat16 is ``ml_dtypes.bfloat16``)
+HALF_DTYPES = ("float16", "bfloat16")
+#: what :func:`numloss.warmup` compiles by default: float16 compiles the half drivers bfloat16 shares
+WARMUP_DTYPES = DTYPES + ("float16",)
 
 
 def public_names():

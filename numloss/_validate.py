@@ -14,13 +14,37 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 REDUCTIONS = ("mean", "sum", "none")
 
 
+def half_kind(dtype):
+    """0 for float16, 1 for bfloat16 (``ml_dtypes.bfloat16``: recognised by name, ml_dtypes need not be
+    imported), ``None`` for any other dtype: the half drivers' ``kind``."""
+    if dtype == np.float16:
+        return 0
+    if dtype.name == "bfloat16" and dtype.itemsize == 2:
+        return 1
+    return None
+
+
+def is_real(dtype):
+    """bool, integer or float, half formats included (``ml_dtypes.bfloat16`` has NumPy kind ``"V"``)."""
+    return dtype.kind in "biuf" or half_kind(dtype) is not None
+
+
+def is_float(dtype):
+    return dtype.kind == "f" or half_kind(dtype) is not None
+
+
+def compute_dtype(dtype):
+    """The dtype numloss computes and returns losses in: float32 for half inputs, else ``dtype``."""
+    return np.dtype(np.float32) if half_kind(dtype) is not None else dtype
+
+
 def float_array(value, name="logits"):
-    """``value`` as a float32/float64 ndarray (never copied if it is one)."""
+    """``value`` as a float32/float64/float16/bfloat16 ndarray (never copied if it is one)."""
     arr = np.asarray(value)
-    if arr.dtype not in FLOAT_DTYPES:
+    if arr.dtype not in FLOAT_DTYPES and half_kind(arr.dtype) is None:
         raise TypeError(
-            f"{name} has dtype {arr.dtype}; numloss computes in float32 or float64: "
-            f"cast it first, e.g. {name}.astype(np.float32)"
+            f"{name} has dtype {arr.dtype}; numloss computes in float32 or float64 (float16 and bfloat16 "
+            f"inputs in float32): cast it first, e.g. {name}.astype(np.float32)"
         )
     return arr
 
@@ -126,7 +150,7 @@ def class_weights(weight, num_classes, name="weight"):
             ones = _UNIT_WEIGHTS[num_classes] = np.ones(num_classes, dtype=np.float64)
         return ones
     w = np.asarray(weight)
-    if w.dtype.kind not in "biuf":
+    if not is_real(w.dtype):
         raise ValueError(f"{name} must be a numeric array; got dtype {w.dtype}")
     if w.shape != (num_classes,):
         raise ValueError(f"{name} must have shape ({num_classes},) (one weight per class); got {w.shape}")
@@ -183,9 +207,11 @@ def out_array(out, logits, inputs):
     """
     if not isinstance(out, np.ndarray):
         raise ValueError(f"out must be a numpy.ndarray; got {type(out).__name__}")
-    if out.shape != logits.shape or out.dtype != logits.dtype:
+    half_to_float32 = half_kind(logits.dtype) is not None and out.dtype == np.float32
+    if out.shape != logits.shape or (out.dtype != logits.dtype and not half_to_float32):
+        also = " (or float32 for half logits)" if half_kind(logits.dtype) is not None else ""
         raise ValueError(
-            f"out must have the logits' shape {logits.shape} and dtype {logits.dtype}; "
+            f"out must have the logits' shape {logits.shape} and dtype {logits.dtype}{also}; "
             f"got shape {out.shape} and dtype {out.dtype}"
         )
     if not out.flags.c_contiguous:

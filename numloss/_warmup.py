@@ -66,7 +66,7 @@ class Report:
                 f"{self.compiled} kernel specialisations compiled, {self.loaded} loaded from the cache ({where})")
 
 
-def tasks(losses=None, dtypes=_registry.DTYPES):
+def tasks(losses=None, dtypes=_registry.WARMUP_DTYPES):
     """The tasks for ``losses`` (names; all when ``None``) and ``dtypes``.
 
     The routes with more target dtypes (the longest to compile) come first,
@@ -75,8 +75,8 @@ def tasks(losses=None, dtypes=_registry.DTYPES):
     chosen = _registry.LOSSES if losses is None else [_registry.BY_NAME[name] for name in losses]
     dtypes = tuple(dtypes)
     for dt in dtypes:
-        if dt not in _registry.DTYPES:
-            raise ValueError(f"dtypes must be among {_registry.DTYPES}; got {dt!r}")
+        if dt not in _registry.WARMUP_DTYPES:
+            raise ValueError(f"dtypes must be among {_registry.WARMUP_DTYPES}; got {dt!r}")
     out = [Task(loss.name, i, dtypes) for loss in chosen for i in range(len(loss.routes))]
     routes = {t: _registry.BY_NAME[t.loss].routes[t.route] for t in out}
     return sorted(out, key=lambda t: (t.after is not None, -len(routes[t].target_dtypes)))
@@ -148,6 +148,8 @@ def run_task(task):
                 for args, kwargs in _inputs(loss, route, np.dtype(dtype), np):
                     plain(*args, **kwargs)
                     with_grad(*args, **kwargs)
+                    if dtype == "float16" and loss.input != "hidden":  # a float32 gradient of half logits
+                        with_grad(*args, out=np.empty(args[0].shape, np.float32), **kwargs)
                     if loss.input != "hidden":
                         x = args[0].copy()
                         with_grad(x, *args[1:], out=x, **kwargs)
@@ -224,15 +226,16 @@ def _default_jobs():
     return max(1, cores)
 
 
-def warmup(losses=None, dtypes=_registry.DTYPES, *, jobs=None, progress=None):
+def warmup(losses=None, dtypes=_registry.WARMUP_DTYPES, *, jobs=None, progress=None):
     """Compile, or load from Numba's disk cache, every kernel numloss's losses can call.
 
     Parameters
     ----------
     losses : iterable of str, optional
         Public loss names (``"softmax_cross_entropy"``, ...); all by default.
-    dtypes : iterable of {"float32", "float64"}
-        The logits' dtypes to warm.
+    dtypes : iterable of {"float32", "float64", "float16"}
+        The logits' dtypes to warm ("float16" warms the half-precision
+        drivers, which bfloat16 inputs share).
     jobs : int, optional
         Worker processes that compile side by side (compilation is
         single-threaded); default the cores available (1 inside a daemonic

@@ -162,7 +162,7 @@ def _row_weight_graph(sample_weight, where, shape, chunks):
         if value is None:
             continue
         a = value if isinstance(value, da.Array) else da.from_array(np.asarray(value))
-        if name == "sample_weight" and a.dtype.kind not in "biuf":
+        if name == "sample_weight" and not V.is_real(a.dtype):
             raise ValueError(f"sample_weight must hold real numbers; got dtype {a.dtype}")
         if name == "where" and a.dtype != np.bool_:
             raise ValueError(f"where must be a bool array (True: use the sample); got dtype {a.dtype}")
@@ -213,10 +213,10 @@ def _dtype_of(value):
 
 def _logits(value, name="logits", class_axis=None):
     dtype = _dtype_of(value)
-    if dtype not in V.FLOAT_DTYPES:
+    if dtype not in V.FLOAT_DTYPES and V.half_kind(dtype) is None:
         raise TypeError(
-            f"{name} has dtype {dtype}; numloss computes in float32 or float64: "
-            f"cast it first, e.g. {name}.astype(np.float32)"
+            f"{name} has dtype {dtype}; numloss computes in float32 or float64 (float16 and bfloat16 inputs "
+            f"in float32): cast it first, e.g. {name}.astype(np.float32)"
         )
     chunks = None
     if not isinstance(value, da.Array) and class_axis is not None:
@@ -248,7 +248,8 @@ def _assemble(block, ind, args, x, with_grad, reduction, class_axis, denom, aux=
         args = [*args, denom, ()]
     else:
         block = functools.partial(block, denom=denom)
-    loss_dtype = np.float64 if reduction != "none" else x.dtype
+    out_dtype = V.compute_dtype(x.dtype)  # (float32 for half logits)
+    loss_dtype = np.float64 if reduction != "none" else out_dtype
     loss_chunks = tuple(
         (1,) if i == class_axis else (c if reduction == "none" else (1,) * len(c)) for i, c in enumerate(x.chunks)
     )
@@ -257,7 +258,7 @@ def _assemble(block, ind, args, x, with_grad, reduction, class_axis, denom, aux=
     def reduced(partial):
         if reduction == "none":
             return partial if class_axis is None else partial.squeeze(axis=class_axis)
-        return partial.sum(dtype=np.float64).astype(x.dtype)
+        return partial.sum(dtype=np.float64).astype(out_dtype)
 
     grad = aux_out = None
     if with_grad or aux:
@@ -273,7 +274,7 @@ def _assemble(block, ind, args, x, with_grad, reduction, class_axis, denom, aux=
         if aux:
             k = 2 if with_grad else 1
             lse_chunks = tuple((1,) if i == class_axis else c for i, c in enumerate(x.chunks))
-            lse = pick(k, x.dtype, lse_chunks).squeeze(axis=class_axis)
+            lse = pick(k, out_dtype, lse_chunks).squeeze(axis=class_axis)
             aux_out = _plumbing.Aux(lse, reduced(pick(k + 1, loss_dtype, loss_chunks)),
                                     reduced(pick(k + 2, loss_dtype, loss_chunks)))
     else:
@@ -308,7 +309,7 @@ def _row_loss_graph(name, fns, logits, target, with_grad, *, weight, ignore_inde
         kind = "int"
         _check_shape(target, batch_shape, f"target of class indices must have the {logits_name}' shape without "
                                           f"the class axis, {batch_shape}")
-    elif tdtype.kind == "f" and prob_targets:
+    elif V.is_float(tdtype) and prob_targets:
         kind = "prob"
         _check_shape(target, x.shape, f"a float target (probabilities) must have the {logits_name}' shape {x.shape}")
     elif prob_targets:
@@ -372,7 +373,7 @@ def _broadcast_weight(value, x, name):
     offset = x.ndim - len(shape)
     chunks = tuple((1,) if n == 1 else x.chunks[offset + i] for i, n in enumerate(shape))
     w = _aligned(value, name, chunks)
-    if w.dtype.kind not in "biuf":
+    if not V.is_real(w.dtype):
         raise ValueError(f"{name} must be numeric; got dtype {w.dtype}")
     return w, tuple(range(offset, x.ndim))
 
@@ -384,7 +385,7 @@ def _elementwise_graph(fns, logits, target, with_grad, *, reduction, weights=Non
     reduction = V.reduction(reduction)
     norm = V.normalizer(normalizer)
     tdtype = _dtype_of(target)
-    if tdtype.kind not in "biuf":
+    if not V.is_real(tdtype):
         raise ValueError(f"target must be bool, integer or float; got dtype {tdtype}")
     _check_shape(target, x.shape, f"target must have the logits' shape {x.shape}")
     t = _aligned(target, "target", x.chunks)

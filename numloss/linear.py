@@ -157,7 +157,7 @@ def _prepare(hidden, weight, target, bias, weight_classes, ignore_index, label_s
         b = _same_float_array(bias, "bias", dtype)
         if b.shape != (num_classes,):
             raise ValueError(f"bias must have shape ({num_classes},) (one per row of weight); got {b.shape}")
-        b = np.ascontiguousarray(b)
+        b = np.ascontiguousarray(b, dtype=V.compute_dtype(dtype))  # (float32 for half inputs: V values)
     reduction = V.reduction(reduction)
     ls = V.label_smoothing(label_smoothing)
     z = V.z_loss(z_loss)
@@ -187,7 +187,7 @@ def _prepare(hidden, weight, target, bias, weight_classes, ignore_index, label_s
         if bad >= 0:
             V.raise_bad_index(tflat, bad, num_classes, ignore)
         probs = None
-    elif t.dtype.kind == "f":
+    elif V.is_float(t.dtype):
         if t.shape != batch_shape + (num_classes,):
             raise ValueError(
                 f"a float target (probabilities) must have shape hidden.shape[:-1] + (V,) = "
@@ -210,11 +210,51 @@ def _prepare(hidden, weight, target, bias, weight_classes, ignore_index, label_s
     w2 = np.ascontiguousarray(w)
     copied = (0 if np.shares_memory(h2, h) else h2.nbytes) + (0 if np.shares_memory(w2, w) else w2.nbytes)
     copied += 16 * N if (aux or rw is not _plumbing.NO_ROWS) else 0
+    if V.half_kind(dtype) is not None:  # the float32 d_weight accumulator and one converted block of weight
+        copied += 4 * num_classes * D + 4 * _weight_block_rows(num_classes, D) * D
     return dict(
         dtype=dtype, h=h2, w=w2, b=b, target=tflat, probs=probs, raw_target=t, wc=wc, ignore=ignore, ls=ls, z=z,
         cap=cap, batch=rows_batch, inv_denom=rows_batch.inv_denom, N=N, D=D, V=num_classes,
         batch_shape=batch_shape, chunk_size=rows, max_memory=budget, copied=copied, aux=aux,
     )
+
+
+#: bytes of ``weight`` converted to float32 at a time for half inputs (one block, reused)
+HALF_WEIGHT_BLOCK_BYTES = 4 << 20
+
+
+def _weight_block_rows(num_classes, D):
+    return max(1, min(num_classes, HALF_WEIGHT_BLOCK_BYTES // max(1, 4 * D)))
+
+
+def _logits_of(hc, w, out, wblock):
+    """``out = hc @ w.T``; for a half ``w``, one float32 block of ``wblock.shape[0]`` rows of it at a time."""
+    if wblock is None:
+        np.matmul(hc, w.T, out=out)
+        return
+    vb = wblock.shape[0]
+    for s in range(0, w.shape[0], vb):
+        e = min(w.shape[0], s + vb)
+        wb = wblock[: e - s]
+        wb[...] = w[s:e]
+        np.matmul(hc, wb.T, out=out[:, s:e])
+
+
+def _grad_times_weight(g, w, out, wblock, tmp):
+    """``out = g @ w``, blockwise over the classes for a half ``w`` (``tmp`` of ``out``'s shape)."""
+    if wblock is None:
+        np.matmul(g, w, out=out)
+        return
+    vb = wblock.shape[0]
+    for s in range(0, w.shape[0], vb):
+        e = min(w.shape[0], s + vb)
+        wb = wblock[: e - s]
+        wb[...] = w[s:e]
+        if s == 0:
+            np.matmul(g[:, s:e], wb, out=out)
+        else:
+            np.matmul(g[:, s:e], wb, out=tmp)
+            out += tmp
 
 
 def _accumulate_weight_grad(g, hc, d_weight, first, tmp):
@@ -234,7 +274,11 @@ def _accumulate_weight_grad(g, hc, d_weight, first, tmp):
 
 def _run(p, want_grad):
     """The chunk loop.  Returns ``(row_loss, d_hidden, d_weight, d_bias)`` (grads None without ``want_grad``)."""
-    N, D, Vn, dtype = p["N"], p["D"], p["V"], p["dtype"]
+    N, D, Vn, out_dtype = p["N"], p["D"], p["V"], p["dtype"]
+    # half inputs: products and kernel in float32 (hidden converted per chunk, weight per block), d_weight
+    # accumulated in float32 and rounded once (by the caller)
+    dtype = V.compute_dtype(out_dtype)
+    half = dtype != out_dtype
     h, w, b, t, probs = p["h"], p["w"], p["b"], p["target"], p["probs"]
     rw, lse = p["batch"].row_weight, p["batch"].lse
     weighted, want_lse = rw is not _plumbing.NO_ROWS, lse is not _plumbing.NO_ROWS
@@ -258,24 +302,27 @@ def _run(p, want_grad):
     target_rows = probs is not None and (gather or probs.dtype != dtype or not probs.flags.c_contiguous)
     rows = p["chunk_size"] or default_chunk_size(max(n_kept, 1), Vn, dtype.itemsize)
     if p["max_memory"] is not None:  # checked before any buffer is made
-        rows = min(rows, chunk_rows_for_budget(p["max_memory"], N, Vn, D, dtype.itemsize, want_grad, gather,
+        rows = min(rows, chunk_rows_for_budget(p["max_memory"], N, Vn, D, dtype.itemsize, want_grad, gather or half,
                                                _blas.available(dtype), p["copied"], b is not None, target_rows))
         if n_kept:  # evened out as the default is (never above the budget's rows)
             rows = -(-n_kept // -(-n_kept // rows))
     idx = np.flatnonzero(kept) if gather else None
     if want_grad:
-        d_hidden = np.zeros((N, D), dtype=dtype) if gather else np.empty((N, D), dtype=dtype)
+        d_hidden = np.zeros((N, D), dtype=out_dtype) if gather else np.empty((N, D), dtype=out_dtype)
     if n_kept == 0:
         return row_loss, d_hidden, d_weight, dbias_acc
 
     rows = min(rows, n_kept)
     buf = np.empty((rows, Vn), dtype=dtype)
     empty_grad = np.empty((0, Vn), dtype=dtype)
-    if gather:
+    if gather or half:  # gathered rows, or hidden rows converted to float32
         hbuf = np.empty((rows, D), dtype=dtype)
+        dhbuf = np.empty((rows, D), dtype=dtype) if want_grad else None
+    wblock = np.empty((_weight_block_rows(Vn, D), D), dtype=dtype) if half else None
+    dhtmp = np.empty((rows, D), dtype=dtype) if half and want_grad else None
+    if gather:
         tbuf = np.empty(rows, dtype=np.int64)
         lbuf = np.empty(rows, dtype=np.float64)
-        dhbuf = np.empty((rows, D), dtype=dtype) if want_grad else None
         rwbuf = np.empty(rows, dtype=np.float64) if weighted else rw
         lsebuf = np.empty(rows, dtype=np.float64) if want_lse else lse
     pbuf = np.empty((rows, Vn), dtype=dtype) if target_rows else None
@@ -291,7 +338,10 @@ def _run(p, want_grad):
         if gather:
             sel = idx[start:stop]
             hc = hbuf[:m]
-            np.take(h, sel, axis=0, out=hc, mode="clip")
+            if half:
+                hc[...] = h[sel]
+            else:
+                np.take(h, sel, axis=0, out=hc, mode="clip")
             lc = lbuf[:m]
             if probs is None:
                 tc = tbuf[:m]
@@ -305,6 +355,9 @@ def _run(p, want_grad):
             lsec = lsebuf[:m] if want_lse else lse
         else:
             hc, lc = h[start:stop], row_loss[start:stop]
+            if half:
+                hbuf[:m] = hc
+                hc = hbuf[:m]
             if probs is None:
                 tc = t[start:stop]
             elif target_rows:
@@ -314,7 +367,7 @@ def _run(p, want_grad):
                 tc = probs[start:stop]
             rwc = rw[start:stop] if weighted else rw
             lsec = lse[start:stop] if want_lse else lse
-        np.matmul(hc, w.T, out=x)
+        _logits_of(hc, w, x, wblock)
         if b is not None:
             x += b
         # the gradient overwrites the logits chunk in place (a read-only view of the logits
@@ -335,8 +388,11 @@ def _run(p, want_grad):
         if not want_grad:
             continue
         if gather:
-            np.matmul(g, w, out=dhbuf[:m])
+            _grad_times_weight(g, w, dhbuf[:m], wblock, dhtmp[:m] if half else None)
             d_hidden[sel] = dhbuf[:m]
+        elif half:
+            _grad_times_weight(g, w, dhbuf[:m], wblock, dhtmp[:m])
+            d_hidden[start:stop] = dhbuf[:m]  # rounded to nearest even
         else:
             np.matmul(g, w, out=d_hidden[start:stop])
         _accumulate_weight_grad(g, hc, d_weight, start == 0, tmp)
@@ -520,6 +576,7 @@ def linear_cross_entropy_with_grad(
                  reduction, normalizer, chunk_size, max_memory, sample_weight, where, aux)
     row_loss, d_hidden, d_weight, dbias_acc = _run(p, want_grad=True)
     d_bias = dbias_acc.astype(p["dtype"]) if dbias_acc is not None else None
+    d_weight = d_weight.astype(p["dtype"], copy=False)  # (half inputs: the float32 sum rounded once)
     d_hidden = d_hidden.reshape(p["batch_shape"] + (p["D"],))
     grads = (d_hidden, d_weight, d_bias)
     if p["aux"]:

@@ -56,7 +56,7 @@ def cosface_cross_entropy(cosine: ArrayLike, target: ArrayLike, *, scale: Real =
                           reduction: Reduction = "mean", sample_weight: ArrayLike | None = None,
                           where: ArrayLike | None = None, aux: bool = False) -> Any:
     p = _indexed.prepare(cosine, target, weight, ignore_index, reduction, "cosine", sample_weight, where, aux)
-    opts = _options(K.COSFACE, scale, margin, label_smoothing, p.batch.x.dtype)
+    opts = _options(K.COSFACE, scale, margin, label_smoothing, V.compute_dtype(p.batch.x.dtype))
     return _indexed.loss_only(p, _indexed.runner(p, K.MARGIN, *opts))
 
 
@@ -66,7 +66,7 @@ def cosface_cross_entropy_with_grad(cosine: ArrayLike, target: ArrayLike, *, sca
                                     sample_weight: ArrayLike | None = None, where: ArrayLike | None = None,
                                     aux: bool = False, out: Grad | None = None) -> Any:
     p = _indexed.prepare(cosine, target, weight, ignore_index, reduction, "cosine", sample_weight, where, aux)
-    opts = _options(K.COSFACE, scale, margin, label_smoothing, p.batch.x.dtype)
+    opts = _options(K.COSFACE, scale, margin, label_smoothing, V.compute_dtype(p.batch.x.dtype))
     return _indexed.loss_and_grad(p, out, weight, "cosine", _indexed.runner(p, K.MARGIN, *opts), sample_weight)
 
 
@@ -77,7 +77,7 @@ def arcface_cross_entropy(cosine: ArrayLike, target: ArrayLike, *, scale: Real =
                           aux: bool = False) -> Any:
     p = _indexed.prepare(cosine, target, weight, ignore_index, reduction, "cosine", sample_weight, where, aux)
     kind = K.ARCFACE_EASY if V.flag(easy_margin, "easy_margin") else K.ARCFACE
-    opts = _options(kind, scale, margin, label_smoothing, p.batch.x.dtype)
+    opts = _options(kind, scale, margin, label_smoothing, V.compute_dtype(p.batch.x.dtype))
     return _indexed.loss_only(p, _indexed.runner(p, K.MARGIN, *opts))
 
 
@@ -89,7 +89,7 @@ def arcface_cross_entropy_with_grad(cosine: ArrayLike, target: ArrayLike, *, sca
                                     out: Grad | None = None) -> Any:
     p = _indexed.prepare(cosine, target, weight, ignore_index, reduction, "cosine", sample_weight, where, aux)
     kind = K.ARCFACE_EASY if V.flag(easy_margin, "easy_margin") else K.ARCFACE
-    opts = _options(kind, scale, margin, label_smoothing, p.batch.x.dtype)
+    opts = _options(kind, scale, margin, label_smoothing, V.compute_dtype(p.batch.x.dtype))
     return _indexed.loss_and_grad(p, out, weight, "cosine", _indexed.runner(p, K.MARGIN, *opts), sample_weight)
 
 

@@ -40,7 +40,7 @@ def broadcast_weight(value, shape, dtype, name):
         return _unit_row(C, dtype)
     N = math.prod(shape2[:-1])
     w = np.asarray(value)
-    if w.dtype.kind not in "biuf":
+    if not V.is_real(w.dtype):
         raise ValueError(f"{name} must be numeric; got dtype {w.dtype}")
     try:
         full = np.broadcast_shapes(w.shape, shape)
@@ -70,11 +70,12 @@ def _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer, sam
     b, ew = _plumbing.elementwise_batch(x, reduction, norm, sample_weight, where)
     # bool targets (multi-label masks) are read as they are; other dtypes as the logits'
     t2 = _plumbing.dense_target(target, b, native=(np.dtype(np.bool_),))
-    w = broadcast_weight(weight, x.shape, x.dtype, "weight")
-    pw = broadcast_weight(pos_weight, x.shape, x.dtype, "pos_weight")
+    dtype = V.compute_dtype(x.dtype)
+    w = broadcast_weight(weight, x.shape, dtype, "weight")
+    pw = broadcast_weight(pos_weight, x.shape, dtype, "pos_weight")
     # unit weights, no clipping, targets of the logits' dtype: the plain kernels (no no-op
     # multiplications and clamps; compiled for those two signatures only)
-    plain = weight is None and pos_weight is None and eps == 0.0 and t2.dtype == x.dtype
+    plain = weight is None and pos_weight is None and eps == 0.0 and t2.dtype == dtype
     kernels = K.PLAIN if plain else K.GENERAL
     return b, kernels, (t2, w, pw, eps, b.inv_denom, b.row_weight), ew
 

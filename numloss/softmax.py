@@ -67,7 +67,7 @@ def _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, soft
         bad, count = K.int_target_denominator(tflat, w, ignore, C, rw)
         if bad >= 0:
             V.raise_bad_index(tflat, bad, C, ignore)
-    elif t.dtype.kind == "f":
+    elif V.is_float(t.dtype):
         kind = "prob"
         if t.shape != x.shape:
             raise ValueError(
@@ -75,7 +75,7 @@ def _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, soft
             )
         tm = t if axis == x.ndim - 1 else np.moveaxis(t, axis, -1)
         # read in the logits' dtype: one kernel per logits dtype (a copy only for other float dtypes)
-        tflat = _plumbing.readonly(np.ascontiguousarray(tm.reshape(N, C), dtype=x.dtype))
+        tflat = _plumbing.readonly(np.ascontiguousarray(tm.reshape(N, C), dtype=V.compute_dtype(x.dtype)))
         count = float(N) if rw is _plumbing.NO_ROWS else float(rw.sum())
     else:
         raise ValueError(
@@ -111,7 +111,7 @@ def run_int_kernel(x2, target, weight, ignore, ls, z, cap, eps, inv_denom, row_w
     :mod:`numloss.linear`).
     """
     small = x2.shape[1] < K.SMALL_C and ls == 0.0 and cap == 0.0 and eps == 0.0
-    if small:
+    if small and V.half_kind(x2.dtype) is None:  # (the half driver picks the tile itself)
         _plumbing.launch(K.INT_SMALL, x2, grad2, (target, weight, ignore, z, inv_denom, row_weight), (row_loss, lse))
     else:
         _plumbing.launch(K.INT, x2, grad2, (target, weight, ignore, ls, z, cap, eps, inv_denom, row_weight),

@@ -213,7 +213,7 @@ def test_bad_input_raises_before_anything_is_written(loss, rng):
     args, kwargs = make_inputs(loss, "float32", rng)
     out = np.full_like(args[0], 5.0)
     extra = {} if loss.input == "hidden" else {"out": out}
-    for bad_dtype in (np.int32, np.float16, np.complex64):
+    for bad_dtype in (np.int32, np.complex64, np.longdouble):
         with pytest.raises(TypeError, match=loss.input):
             call(loss, (args[0].astype(bad_dtype), *args[1:]), kwargs, **extra)
     with pytest.raises(ValueError, match="reduction"):

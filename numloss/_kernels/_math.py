@@ -56,6 +56,65 @@ def fmuladd(typingctx, a, b, c):
 
 
 @intrinsic
+def float16_bits_to_float32(typingctx, bits):
+    """The float32 value of IEEE half-precision bits (``uint16``): exact (LLVM's ``fpext half``; F16C's
+    ``vcvtph2ps`` on x86, vectorised)."""
+    if bits != types.uint16:
+        return None
+    sig = types.float32(types.uint16)
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def float32_to_float16_bits(typingctx, value):
+    """IEEE half-precision bits (``uint16``) of a float32, rounded to nearest even (``fptrunc``; overflow to
+    +-inf, NaN stays NaN)."""
+    if value != types.float32:
+        return None
+    sig = types.uint16(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+
+    return sig, codegen
+
+
+@intrinsic
+def float32_from_bits(typingctx, bits):
+    """The float32 whose bit pattern is the low 32 bits of the integer ``bits``."""
+    if not isinstance(bits, types.Integer):
+        return None
+    sig = types.float32(bits)
+
+    def codegen(context, builder, signature, args):
+        value = args[0]
+        if bits.bitwidth > 32:
+            value = builder.trunc(value, ir.IntType(32))
+        elif bits.bitwidth < 32:
+            value = builder.zext(value, ir.IntType(32))
+        return builder.bitcast(value, ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def float32_bits(typingctx, value):
+    """The bit pattern (``uint32``) of a float32."""
+    if value != types.float32:
+        return None
+    sig = types.uint32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return sig, codegen
+
+
+@intrinsic
 def maxnum(typingctx, a, b):
     """IEEE maxNum: the larger of ``a`` and ``b``; a NaN argument is ignored.
 

@@ -19,13 +19,25 @@ from numba import types
 from numba.extending import overload
 
 from ._jit import JIT_OPTIONS, jit_inline
-from ._math import cast_like
+from ._math import (
+    cast_like,
+    float16_bits_to_float32,
+    float32_bits,
+    float32_from_bits,
+    float32_to_float16_bits,
+    select,
+)
 
 #: one family's drivers: ``serial(x, *head, grad, *tail)`` and ``parallel`` (same
 #: arguments) write the gradient to ``grad`` (nothing for a ``(0, C)`` grad);
 #: ``inplace_serial(x, *head, *tail)`` and ``inplace_parallel`` overwrite ``x``.
 #: A set without in-place drivers (``None``) is called out of place with ``grad = x``.
-KernelSet = collections.namedtuple("KernelSet", "serial parallel inplace_serial inplace_parallel")
+KernelSet = collections.namedtuple("KernelSet", "serial parallel inplace_serial inplace_parallel half",
+                                   defaults=(None,))
+#: the half-precision drivers of a family (``KernelSet.half``): ``serial(xh, kind, *head, grad, *tail)`` and
+#: ``parallel``, with ``xh`` the uint16 bits of float16 (``kind`` 0) or bfloat16 (1) logits and ``grad``
+#: uint16 bits of the same format, a float32 array of their shape, or ``(0, C)`` for no gradient
+HalfKernels = collections.namedtuple("HalfKernels", "serial parallel")
 
 #: about this many elements per parallel task: enough work to amortise the
 #: call and the scheduling, small enough for TBB to balance the threads
@@ -101,3 +113,113 @@ def scale_row(a, i, factor):
     """``a[i] *= factor`` with the product formed in float64 (element losses times a row's sample weight)."""
     for j in range(np.uint64(a.shape[1])):
         a[i, j] = cast_like(np.float64(a[i, j]) * factor, a[i, j])
+
+
+# ------------------------------------------------------------ half-precision inputs
+# float16 and bfloat16 logits reach the kernels as their uint16 bit patterns
+# (Numba has no half type).  A half driver takes rows a few at a time into a
+# float32 scratch of about HALF_SUB_ELEMENTS elements (in L1/L2), runs the
+# family's float32 row function on it in place, and rounds the gradient back
+# to the input's format (or leaves it in a float32 ``grad``, which is then
+# the scratch itself).  Memory traffic is that of the half arrays; the row
+# code is the float32 kernels', unchanged.
+
+#: the ``kind`` argument of the half drivers
+FLOAT16 = 0
+BFLOAT16 = 1
+#: float32 elements converted at a time (32 KiB)
+HALF_SUB_ELEMENTS = 1 << 13
+#: sub-blocks per parallel task (one scratch allocation each)
+HALF_TASK_SUBS = 16
+
+
+@jit_inline
+def bfloat16_bits_to_float32(bits):
+    """The float32 value of bfloat16 bits: the upper half of a float32 (exact)."""
+    return float32_from_bits(np.uint32(bits) << np.uint32(16))
+
+
+@jit_inline
+def float32_to_bfloat16_bits(value):
+    """bfloat16 bits of a float32, rounded to nearest even (as ``ml_dtypes``); NaN stays a quiet NaN."""
+    u = float32_bits(value)
+    high = u >> np.uint32(16)
+    rounded = (u + np.uint32(0x7FFF) + (high & np.uint32(1))) >> np.uint32(16)
+    is_nan = (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    return np.uint16(select(is_nan, high | np.uint32(0x40), rounded))
+
+
+@jit_inline
+def half_sub_rows(num_classes):
+    """Rows converted at a time: about HALF_SUB_ELEMENTS float32 elements (at least one row)."""
+    return max(1, HALF_SUB_ELEMENTS // max(1, num_classes))
+
+
+@jit_inline
+def half_tasks(num_rows, num_classes):
+    """``(number of tasks, rows per task)`` of a parallel half driver."""
+    rows = half_sub_rows(num_classes) * HALF_TASK_SUBS
+    return (num_rows + rows - 1) // rows, rows
+
+
+@jit_inline
+def half_rows_to_float32(xh, kind, lo, hi, xs):
+    """``xs[:hi - lo]`` = the float32 values of rows ``lo:hi`` of ``xh`` (uint16 bits of format ``kind``)."""
+    C = np.uint64(xh.shape[1])
+    first = np.uint64(lo)
+    if kind == BFLOAT16:
+        for r in range(np.uint64(hi - lo)):
+            for j in range(C):
+                xs[r, j] = bfloat16_bits_to_float32(xh[first + r, j])
+    else:
+        for r in range(np.uint64(hi - lo)):
+            for j in range(C):
+                xs[r, j] = float16_bits_to_float32(xh[first + r, j])
+
+
+def float32_rows_to_half(xs, kind, g, lo, hi):
+    """Rows ``lo:hi`` of ``g`` = ``xs[:hi - lo]`` rounded to the half format ``kind`` (nothing for a float32 ``g``,
+    whose rows are ``xs`` itself: see :func:`scratch_rows`)."""
+    raise NotImplementedError("for use inside @njit code")
+
+
+@overload(float32_rows_to_half, inline="always", jit_options={k: JIT_OPTIONS[k] for k in ("fastmath", "error_model")})
+def _float32_rows_to_half(xs, kind, g, lo, hi):
+    if g.dtype == types.float32:
+        return lambda xs, kind, g, lo, hi: None
+
+    def convert(xs, kind, g, lo, hi):
+        C = np.uint64(g.shape[1])
+        first = np.uint64(lo)
+        if kind == BFLOAT16:
+            for r in range(np.uint64(hi - lo)):
+                for j in range(C):
+                    g[first + r, j] = float32_to_bfloat16_bits(xs[r, j])
+        else:
+            for r in range(np.uint64(hi - lo)):
+                for j in range(C):
+                    g[first + r, j] = float32_to_float16_bits(xs[r, j])
+
+    return convert
+
+
+def scratch_rows(g, scratch, lo, hi):
+    """Where rows ``lo:hi`` are computed in float32: ``g[lo:hi]`` for a float32 ``g`` (the caller's float32
+    gradient), else the first ``hi - lo`` rows of ``scratch``."""
+    raise NotImplementedError("for use inside @njit code")
+
+
+@overload(scratch_rows, inline="always", jit_options={k: JIT_OPTIONS[k] for k in ("fastmath", "error_model")})
+def _scratch_rows(g, scratch, lo, hi):
+    if g.dtype == types.float32:
+        return lambda g, scratch, lo, hi: g[lo:hi]
+    return lambda g, scratch, lo, hi: scratch[: hi - lo]
+
+
+@jit_inline
+def rows_of(a, lo, hi):
+    """Rows ``lo:hi`` of a per-row array (1-d or 2-d); an array of one row or none (a broadcast row, an
+    unused output) as it is."""
+    if a.shape[0] > 1:
+        return a[lo:hi]
+    return a

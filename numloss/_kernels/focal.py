@@ -41,12 +41,19 @@ from numba import prange
 from ._jit import jit, jit_inline, jit_parallel
 from ._math import cast_like, exp, exp_nonpositive, log1p_unit, select
 from ._rows import (
+    HalfKernels,
     KernelSet,
     chunk_bounds,
+    float32_rows_to_half,
     gradient_array,
+    half_rows_to_float32,
+    half_sub_rows,
+    half_tasks,
     row_chunks,
+    rows_of,
     sample_weight_of,
     scale_row,
+    scratch_rows,
     skip_elements,
     skip_row,
 )
@@ -308,8 +315,78 @@ def softmax_focal_inplace_parallel(x, target, weight, ignore_index, gamma, inv_d
                             row_loss, lse_out)
 
 
+# ------------------------------------------------------ half-precision logits (see _rows.py)
+
+
+@jit
+def _sigmoid_focal_half_task(xh, fmt, g, lo, hi, target, alpha, gamma, inv_denom, row_weight, elem_loss, row_loss):
+    C = xh.shape[1]
+    want_grad = g.shape[0] == xh.shape[0]
+    sub = half_sub_rows(C)
+    scratch = np.empty((sub, C), dtype=np.float32)
+    for a in range(lo, hi, sub):
+        b = min(a + sub, hi)
+        xs = scratch_rows(g, scratch, a, b)
+        half_rows_to_float32(xh, fmt, a, b, xs)
+        _sigmoid_focal_rows(xs, None, np.int64(0), np.int64(b - a), want_grad, target[a:b], alpha, gamma, inv_denom,
+                            rows_of(row_weight, a, b), rows_of(elem_loss, a, b), row_loss[a:b])
+        if want_grad:
+            float32_rows_to_half(xs, fmt, g, a, b)
+
+
+@jit
+def sigmoid_focal_half_serial(xh, fmt, target, alpha, gamma, inv_denom, row_weight, grad, elem_loss, row_loss):
+    _sigmoid_focal_half_task(xh, fmt, grad, np.int64(0), np.int64(xh.shape[0]), target, alpha, gamma, inv_denom,
+                             row_weight, elem_loss, row_loss)
+
+
+@jit_parallel
+def sigmoid_focal_half_parallel(xh, fmt, target, alpha, gamma, inv_denom, row_weight, grad, elem_loss, row_loss):
+    n, rows = half_tasks(xh.shape[0], xh.shape[1])
+    for k in prange(n):
+        lo, hi = chunk_bounds(k, rows, xh.shape[0])
+        _sigmoid_focal_half_task(xh, fmt, grad, lo, hi, target, alpha, gamma, inv_denom, row_weight, elem_loss,
+                                 row_loss)
+
+
+@jit
+def _softmax_focal_half_task(xh, fmt, g, lo, hi, target, weight, ignore_index, gamma, inv_denom, row_weight,
+                             row_loss, lse_out):
+    C = xh.shape[1]
+    want_grad = g.shape[0] == xh.shape[0]
+    sub = half_sub_rows(C)
+    scratch = np.empty((sub, C), dtype=np.float32)
+    for a in range(lo, hi, sub):
+        b = min(a + sub, hi)
+        xs = scratch_rows(g, scratch, a, b)
+        half_rows_to_float32(xh, fmt, a, b, xs)
+        _softmax_focal_rows(xs, None, np.int64(0), np.int64(b - a), want_grad, target[a:b], weight, ignore_index,
+                            gamma, inv_denom, rows_of(row_weight, a, b), row_loss[a:b], rows_of(lse_out, a, b))
+        if want_grad:
+            float32_rows_to_half(xs, fmt, g, a, b)
+
+
+@jit
+def softmax_focal_half_serial(xh, fmt, target, weight, ignore_index, gamma, inv_denom, row_weight, grad, row_loss,
+                              lse_out):
+    _softmax_focal_half_task(xh, fmt, grad, np.int64(0), np.int64(xh.shape[0]), target, weight, ignore_index, gamma,
+                             inv_denom, row_weight, row_loss, lse_out)
+
+
+@jit_parallel
+def softmax_focal_half_parallel(xh, fmt, target, weight, ignore_index, gamma, inv_denom, row_weight, grad, row_loss,
+                                lse_out):
+    n, rows = half_tasks(xh.shape[0], xh.shape[1])
+    for k in prange(n):
+        lo, hi = chunk_bounds(k, rows, xh.shape[0])
+        _softmax_focal_half_task(xh, fmt, grad, lo, hi, target, weight, ignore_index, gamma, inv_denom, row_weight,
+                                 row_loss, lse_out)
+
+
 #: the drivers as sets (serial, parallel, in place serial, in place parallel)
 SIGMOID = KernelSet(sigmoid_focal_serial, sigmoid_focal_parallel,
-                    sigmoid_focal_inplace_serial, sigmoid_focal_inplace_parallel)
+                    sigmoid_focal_inplace_serial, sigmoid_focal_inplace_parallel,
+                    HalfKernels(sigmoid_focal_half_serial, sigmoid_focal_half_parallel))
 SOFTMAX = KernelSet(softmax_focal_serial, softmax_focal_parallel,
-                    softmax_focal_inplace_serial, softmax_focal_inplace_parallel)
+                    softmax_focal_inplace_serial, softmax_focal_inplace_parallel,
+                    HalfKernels(softmax_focal_half_serial, softmax_focal_half_parallel))

@@ -40,7 +40,21 @@ from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
 from ._math import cast_like, exp, maxnum, select
-from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks, sample_weight_of, skip_row
+from ._rows import (
+    HalfKernels,
+    KernelSet,
+    chunk_bounds,
+    float32_rows_to_half,
+    gradient_array,
+    half_rows_to_float32,
+    half_sub_rows,
+    half_tasks,
+    row_chunks,
+    rows_of,
+    sample_weight_of,
+    scratch_rows,
+    skip_row,
+)
 
 #: classes per float32/float64 partial sum of exponentials (then summed in float64)
 SUM_BLOCK = 512
@@ -239,5 +253,44 @@ def margin_ce_inplace_parallel(x, target, weight, ignore_index, ls, scale, kind,
                      th, mm, sin_floor, inv_denom, row_weight, row_loss, lse_out)
 
 
+# ------------------------------------------------------ half-precision cosines (see _rows.py)
+
+
+@jit
+def _margin_half_task(xh, fmt, g, lo, hi, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th,
+                      mm, sin_floor, inv_denom, row_weight, row_loss, lse_out):
+    C = xh.shape[1]
+    want_grad = g.shape[0] == xh.shape[0]
+    sub = half_sub_rows(C)
+    scratch = np.empty((sub, C), dtype=np.float32)
+    for a in range(lo, hi, sub):
+        b = min(a + sub, hi)
+        xs = scratch_rows(g, scratch, a, b)
+        half_rows_to_float32(xh, fmt, a, b, xs)
+        _margin_rows(xs, None, np.int64(0), np.int64(b - a), want_grad, target[a:b], weight, ignore_index, ls, scale,
+                     kind, margin, cos_m, sin_m, th, mm, sin_floor, inv_denom, rows_of(row_weight, a, b),
+                     row_loss[a:b], rows_of(lse_out, a, b))
+        if want_grad:
+            float32_rows_to_half(xs, fmt, g, a, b)
+
+
+@jit
+def margin_ce_half_serial(xh, fmt, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm,
+                          sin_floor, inv_denom, row_weight, grad, row_loss, lse_out):
+    _margin_half_task(xh, fmt, grad, np.int64(0), np.int64(xh.shape[0]), target, weight, ignore_index, ls, scale,
+                      kind, margin, cos_m, sin_m, th, mm, sin_floor, inv_denom, row_weight, row_loss, lse_out)
+
+
+@jit_parallel
+def margin_ce_half_parallel(xh, fmt, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm,
+                            sin_floor, inv_denom, row_weight, grad, row_loss, lse_out):
+    n, rows = half_tasks(xh.shape[0], xh.shape[1])
+    for k in prange(n):
+        lo, hi = chunk_bounds(k, rows, xh.shape[0])
+        _margin_half_task(xh, fmt, grad, lo, hi, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m,
+                          th, mm, sin_floor, inv_denom, row_weight, row_loss, lse_out)
+
+
 #: the drivers as sets (serial, parallel, in place serial, in place parallel)
-MARGIN = KernelSet(margin_ce_serial, margin_ce_parallel, margin_ce_inplace_serial, margin_ce_inplace_parallel)
+MARGIN = KernelSet(margin_ce_serial, margin_ce_parallel, margin_ce_inplace_serial, margin_ce_inplace_parallel,
+                   HalfKernels(margin_ce_half_serial, margin_ce_half_parallel))

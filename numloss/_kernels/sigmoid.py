@@ -28,7 +28,22 @@ from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
 from ._math import cast_like, exp_nonpositive, log1p_unit, maxnum, minnum, select
-from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks, sample_weight_of, scale_row, skip_elements
+from ._rows import (
+    HalfKernels,
+    KernelSet,
+    chunk_bounds,
+    float32_rows_to_half,
+    gradient_array,
+    half_rows_to_float32,
+    half_sub_rows,
+    half_tasks,
+    row_chunks,
+    rows_of,
+    sample_weight_of,
+    scale_row,
+    scratch_rows,
+    skip_elements,
+)
 from .softmax import SUM_BLOCK
 
 
@@ -251,8 +266,50 @@ def sigmoid_ce_plain_inplace_parallel(x, target, weight, pos_weight, eps, inv_de
                     row_loss)
 
 
+# ------------------------------------------------------ half-precision logits
+# The general row function (any weights, targets converted to float32 or bool) on rows converted a few
+# at a time (see _rows.py).
+
+
+@jit
+def _sigmoid_half_task(xh, fmt, g, lo, hi, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
+                       row_loss):
+    C = xh.shape[1]
+    want_grad = g.shape[0] == xh.shape[0]
+    sub = half_sub_rows(C)
+    scratch = np.empty((sub, C), dtype=np.float32)
+    for a in range(lo, hi, sub):
+        b = min(a + sub, hi)
+        xs = scratch_rows(g, scratch, a, b)
+        half_rows_to_float32(xh, fmt, a, b, xs)
+        _general_rows(xs, None, np.int64(0), np.int64(b - a), want_grad, target[a:b], rows_of(weight, a, b),
+                      rows_of(pos_weight, a, b), eps, inv_denom, rows_of(row_weight, a, b), rows_of(elem_loss, a, b),
+                      row_loss[a:b])
+        if want_grad:
+            float32_rows_to_half(xs, fmt, g, a, b)
+
+
+@jit
+def sigmoid_ce_half_serial(xh, fmt, target, weight, pos_weight, eps, inv_denom, row_weight, grad, elem_loss,
+                           row_loss):
+    _sigmoid_half_task(xh, fmt, grad, np.int64(0), np.int64(xh.shape[0]), target, weight, pos_weight, eps,
+                       inv_denom, row_weight, elem_loss, row_loss)
+
+
+@jit_parallel
+def sigmoid_ce_half_parallel(xh, fmt, target, weight, pos_weight, eps, inv_denom, row_weight, grad, elem_loss,
+                             row_loss):
+    n, rows = half_tasks(xh.shape[0], xh.shape[1])
+    for k in prange(n):
+        lo, hi = chunk_bounds(k, rows, xh.shape[0])
+        _sigmoid_half_task(xh, fmt, grad, lo, hi, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
+                           row_loss)
+
+
+_HALF = HalfKernels(sigmoid_ce_half_serial, sigmoid_ce_half_parallel)
+
 #: the drivers as sets (serial, parallel, in place serial, in place parallel)
 GENERAL = KernelSet(sigmoid_ce_serial, sigmoid_ce_parallel,
-                    sigmoid_ce_inplace_serial, sigmoid_ce_inplace_parallel)
+                    sigmoid_ce_inplace_serial, sigmoid_ce_inplace_parallel, _HALF)
 PLAIN = KernelSet(sigmoid_ce_plain_serial, sigmoid_ce_plain_parallel,
-                  sigmoid_ce_plain_inplace_serial, sigmoid_ce_plain_inplace_parallel)
+                  sigmoid_ce_plain_inplace_serial, sigmoid_ce_plain_inplace_parallel, _HALF)

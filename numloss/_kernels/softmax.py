@@ -40,7 +40,21 @@ from numba import prange
 
 from ._jit import jit, jit_inline, jit_parallel
 from ._math import cast_like, exp_nonpositive, log1p_0_to_127, maxnum, select, tanh_and_sech2
-from ._rows import KernelSet, chunk_bounds, gradient_array, row_chunks, sample_weight_of, skip_row
+from ._rows import (
+    HalfKernels,
+    KernelSet,
+    chunk_bounds,
+    float32_rows_to_half,
+    gradient_array,
+    half_rows_to_float32,
+    half_sub_rows,
+    half_tasks,
+    row_chunks,
+    rows_of,
+    sample_weight_of,
+    scratch_rows,
+    skip_row,
+)
 
 # int64 operands of ``select`` (two integer literals would have two literal types)
 _ONE = np.int64(1)
@@ -776,9 +790,91 @@ def int_target_denominator(target, weight, ignore_index, num_classes, row_weight
     return -1, total
 
 
+# ------------------------------------------------------ half-precision logits
+# The float32 row code above, on rows converted a few at a time (see _rows.py).
+
+
+@jit
+def _int_half_task(xh, kind, g, lo, hi, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_weight,
+                   row_loss, lse_out):
+    """Rows ``lo:hi`` of half logits with class indices: the few-classes tile or the row kernel, in float32."""
+    C = xh.shape[1]
+    want_grad = g.shape[0] == xh.shape[0]
+    sub = half_sub_rows(C)
+    scratch = np.empty((sub, C), dtype=np.float32)
+    small = C < SMALL_C and ls == 0.0 and softcap == 0.0 and eps == 0.0
+    for a in range(lo, hi, sub):
+        b = min(a + sub, hi)
+        xs = scratch_rows(g, scratch, a, b)
+        half_rows_to_float32(xh, kind, a, b, xs)
+        if small:
+            _small_c_rows(xs, xs, want_grad, target[a:b], weight, ignore_index, z, inv_denom,
+                          rows_of(row_weight, a, b), row_loss[a:b], rows_of(lse_out, a, b), np.int64(0),
+                          np.int64(b - a))
+        else:
+            _int_rows(xs, None, np.int64(0), np.int64(b - a), want_grad, target[a:b], weight, ignore_index, ls, z,
+                      softcap, eps, inv_denom, rows_of(row_weight, a, b), row_loss[a:b], rows_of(lse_out, a, b))
+        if want_grad:
+            float32_rows_to_half(xs, kind, g, a, b)
+
+
+@jit
+def softmax_ce_int_half_serial(xh, kind, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_weight,
+                               grad, row_loss, lse_out):
+    _int_half_task(xh, kind, grad, np.int64(0), np.int64(xh.shape[0]), target, weight, ignore_index, ls, z, softcap,
+                   eps, inv_denom, row_weight, row_loss, lse_out)
+
+
+@jit_parallel
+def softmax_ce_int_half_parallel(xh, kind, target, weight, ignore_index, ls, z, softcap, eps, inv_denom,
+                                 row_weight, grad, row_loss, lse_out):
+    n, rows = half_tasks(xh.shape[0], xh.shape[1])
+    for k in prange(n):
+        lo, hi = chunk_bounds(k, rows, xh.shape[0])
+        _int_half_task(xh, kind, grad, lo, hi, target, weight, ignore_index, ls, z, softcap, eps, inv_denom,
+                       row_weight, row_loss, lse_out)
+
+
+@jit
+def _prob_half_task(xh, kind, g, lo, hi, target, weight, ls, z, softcap, eps, inv_denom, row_weight, row_loss,
+                    lse_out):
+    """Rows ``lo:hi`` of half logits with float32 probability targets."""
+    C = xh.shape[1]
+    want_grad = g.shape[0] == xh.shape[0]
+    sub = half_sub_rows(C)
+    scratch = np.empty((sub, C), dtype=np.float32)
+    for a in range(lo, hi, sub):
+        b = min(a + sub, hi)
+        xs = scratch_rows(g, scratch, a, b)
+        half_rows_to_float32(xh, kind, a, b, xs)
+        _prob_rows(xs, None, np.int64(0), np.int64(b - a), want_grad, target[a:b], weight, ls, z, softcap, eps,
+                   inv_denom, rows_of(row_weight, a, b), row_loss[a:b], rows_of(lse_out, a, b))
+        if want_grad:
+            float32_rows_to_half(xs, kind, g, a, b)
+
+
+@jit
+def softmax_ce_prob_half_serial(xh, kind, target, weight, ls, z, softcap, eps, inv_denom, row_weight, grad,
+                                row_loss, lse_out):
+    _prob_half_task(xh, kind, grad, np.int64(0), np.int64(xh.shape[0]), target, weight, ls, z, softcap, eps,
+                    inv_denom, row_weight, row_loss, lse_out)
+
+
+@jit_parallel
+def softmax_ce_prob_half_parallel(xh, kind, target, weight, ls, z, softcap, eps, inv_denom, row_weight, grad,
+                                  row_loss, lse_out):
+    n, rows = half_tasks(xh.shape[0], xh.shape[1])
+    for k in prange(n):
+        lo, hi = chunk_bounds(k, rows, xh.shape[0])
+        _prob_half_task(xh, kind, grad, lo, hi, target, weight, ls, z, softcap, eps, inv_denom, row_weight,
+                        row_loss, lse_out)
+
+
 #: the drivers as sets (serial, parallel, in place serial, in place parallel)
 INT = KernelSet(softmax_ce_int_serial, softmax_ce_int_parallel,
-                softmax_ce_int_inplace_serial, softmax_ce_int_inplace_parallel)
+                softmax_ce_int_inplace_serial, softmax_ce_int_inplace_parallel,
+                HalfKernels(softmax_ce_int_half_serial, softmax_ce_int_half_parallel))
 PROB = KernelSet(softmax_ce_prob_serial, softmax_ce_prob_parallel,
-                 softmax_ce_prob_inplace_serial, softmax_ce_prob_inplace_parallel)
+                 softmax_ce_prob_inplace_serial, softmax_ce_prob_inplace_parallel,
+                 HalfKernels(softmax_ce_prob_half_serial, softmax_ce_prob_half_parallel))
 INT_SMALL = KernelSet(softmax_ce_int_small_serial, softmax_ce_int_small_parallel, None, None)
