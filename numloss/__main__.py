@@ -10,17 +10,22 @@ def _fmt(v, spec):
 
 
 def _print_table(rows, file):
+    """The logits rows; ``/f32`` is a half-precision row's time over the same case's float32 time."""
+    float32 = {r["case"].rsplit(" ", 1)[0]: r["out_ms"] for r in rows if r["case"].endswith(" float32")}
     head = (f"{'case':<52} {'out ms':>8} {'GB/s':>6} {'%bnd':>5} {'inpl ms':>8} {'GB/s':>6} {'%bnd':>5} "
-            f"{'bound ms':>8} {'numpy':>7} {'torch':>7} {'jax':>7} {'x np':>6} {'x torch':>7} {'x jax':>6}")
+            f"{'bound ms':>8} {'numpy':>7} {'torch':>7} {'jax':>7} {'x np':>6} {'x torch':>7} {'x jax':>6} "
+            f"{'/f32':>5}")
     print(head, file=file)
     print("-" * len(head), file=file)
     for r in rows:
+        base, dtype = r["case"].rsplit(" ", 1)
+        vs32 = r["out_ms"] / float32[base] if dtype in ("float16", "bfloat16") and base in float32 else None
         print(
             f"{r['case']:<52} {r['out_ms']:>8.2f} {r['out_GBps']:>6.1f} {r['out_pct_bound']:>5.0f} "
             f"{r['inplace_ms']:>8.2f} {r['inplace_GBps']:>6.1f} {r['inplace_pct_bound']:>5.0f} "
             f"{r['bound_ms']:>8.2f} {_fmt(r.get('numpy_ms'), '7.1f'):>7} {_fmt(r.get('torch_ms'), '7.2f'):>7} "
             f"{_fmt(r.get('jax_ms'), '7.2f'):>7} {_fmt(r.get('x_numpy'), '6.1f'):>6} "
-            f"{_fmt(r.get('x_torch'), '7.2f'):>7} {_fmt(r.get('x_jax'), '6.2f'):>6}",
+            f"{_fmt(r.get('x_torch'), '7.2f'):>7} {_fmt(r.get('x_jax'), '6.2f'):>6} {_fmt(vs32, '5.2f'):>5}",
             file=file,
         )
 

@@ -67,6 +67,19 @@ def family(name):
     return register
 
 
+def np_dtype(name):
+    """The NumPy dtype called ``name``; "bfloat16" is ``ml_dtypes.bfloat16`` (imported here, when asked for)."""
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def is_half(name):
+    return name in ("float16", "bfloat16")
+
+
 def _weights(c, rng):
     return rng.uniform(0.5, 2.0, size=c)
 
@@ -84,7 +97,7 @@ def _row_options(opts, n, rng):
 @family("softmax_cross_entropy")
 def _build_softmax(case, rng):
     n, c = case.shape
-    x = rng.standard_normal((n, c), dtype=np.float32).astype(case.dtype, copy=False) * 2
+    x = (rng.standard_normal((n, c), dtype=np.float32) * 2).astype(np_dtype(case.dtype), copy=False)
     opts = case.kwargs
     if opts.pop("prob_target", False):
         t = rng.dirichlet(np.ones(c), size=n).astype(case.dtype)
@@ -100,8 +113,8 @@ def _build_softmax(case, rng):
 @family("sigmoid_cross_entropy")
 def _build_sigmoid(case, rng):
     n, c = case.shape
-    x = rng.standard_normal((n, c), dtype=np.float32).astype(case.dtype, copy=False) * 2
-    t = (rng.random((n, c)) < 0.3).astype(case.dtype)
+    x = (rng.standard_normal((n, c), dtype=np.float32) * 2).astype(np_dtype(case.dtype), copy=False)
+    t = (rng.random((n, c)) < 0.3).astype(x.dtype)
     opts = case.kwargs
     if opts.pop("class_weights", False):
         opts["weight"] = _weights(c, rng).astype(case.dtype)
@@ -129,7 +142,10 @@ CASES = (
             ("aux", (("aux", True),)),
         ]
     ]
+    + [Case("softmax_cross_entropy", s, half) for half in ("bfloat16", "float16")
+       for s in [(8192, 32000), (256, 128256), (4096, 1000)]]
     + [Case("sigmoid_cross_entropy", s, quick=s == (4096, 1000)) for s in SIGMOID_SHAPES]
+    + [Case("sigmoid_cross_entropy", (65536, 80), half) for half in ("bfloat16", "float16")]
     + [
         Case("sigmoid_cross_entropy", (4096, 1000), group=g, options=o)
         for g, o in [("weight+pos_weight", (("class_weights", True),)), ("eps", (("eps", 1e-6),)),
@@ -172,13 +188,20 @@ def numloss_call(case, args, kwargs, in_place):
 def numpy_call(case, args, kwargs):
     from . import _baseline
 
-    if case.group != "plain":
+    if case.group != "plain" or is_half(case.dtype):
         return None
     if case.family == "softmax_cross_entropy":
         return lambda: _baseline.softmax_ce_with_grad(*args)
     if case.family == "sigmoid_cross_entropy":
         return lambda: _baseline.sigmoid_ce_with_grad(*args)
     return None
+
+
+def _torch_tensor(torch, a, dtype):
+    """``a`` as a tensor of ``dtype`` (a bfloat16 array through float32: ``from_numpy`` has no bfloat16)."""
+    if dtype == "bfloat16":
+        return torch.from_numpy(a.astype(np.float32)).to(torch.bfloat16)
+    return torch.from_numpy(a)
 
 
 def torch_call(case, args, kwargs, threads):
@@ -190,8 +213,8 @@ def torch_call(case, args, kwargs, threads):
     if case.group not in ("plain", "weight+ignore", "label_smoothing", "weight+pos_weight", "prob_target"):
         return None
     torch.set_num_threads(threads)
-    x = torch.from_numpy(args[0])
-    t = torch.from_numpy(args[1])
+    x = _torch_tensor(torch, args[0], case.dtype)
+    t = _torch_tensor(torch, args[1], case.dtype) if args[1].shape == args[0].shape else torch.from_numpy(args[1])
     kw = {k: (torch.from_numpy(np.asarray(v, dtype=args[0].dtype)) if isinstance(v, np.ndarray) else v)
           for k, v in kwargs.items()}
     if case.family == "softmax_cross_entropy":
@@ -311,6 +334,7 @@ LINEAR_CASES = [
     LinearCase((1024, 256, 8000), quick=True),
     LinearCase((1024, 256, 8000), "float64", bias=True),
     LinearCase((2048, 1024, 32000)),
+    LinearCase((2048, 1024, 32000), "bfloat16"),
 ]
 
 
@@ -318,10 +342,10 @@ def make_linear_inputs(case, seed=0):
     """``(hidden, weight, target, bias)`` for a :class:`LinearCase`, filled eagerly."""
     n, d, v = case.shape
     rng = np.random.default_rng(seed)
-    hidden = rng.standard_normal((n, d), dtype=np.float32).astype(case.dtype, copy=False)
-    weight = rng.standard_normal((v, d), dtype=np.float32).astype(case.dtype, copy=False)
-    weight *= 1.0 / np.sqrt(d)
-    bias = rng.standard_normal(v, dtype=np.float32).astype(case.dtype, copy=False) if case.bias else None
+    dtype = np_dtype(case.dtype)
+    hidden = rng.standard_normal((n, d), dtype=np.float32).astype(dtype, copy=False)
+    weight = (rng.standard_normal((v, d), dtype=np.float32) / np.float32(np.sqrt(d))).astype(dtype, copy=False)
+    bias = rng.standard_normal(v, dtype=np.float32).astype(dtype, copy=False) if case.bias else None
     target = rng.integers(0, v, n)
     return hidden, weight, target, bias
 
@@ -342,7 +366,8 @@ def linear_calls(case, inputs, threads, peers=True, methods=("numloss", "numpy",
         loss, g = numloss.softmax_cross_entropy_with_grad(logits, target, out=logits)
         return loss, (g @ weight, g.T @ hidden, g.sum(axis=0) if bias is not None else None)
 
-    calls["numpy"] = materialising
+    if not is_half(case.dtype):  # (NumPy has no bfloat16 matmul)
+        calls["numpy"] = materialising
     if not {"torch", "torch_chunked"} & set(methods):
         return calls
     try:
@@ -351,8 +376,9 @@ def linear_calls(case, inputs, threads, peers=True, methods=("numloss", "numpy",
     except ImportError:
         return calls
     torch.set_num_threads(threads)
-    th, tw, tt = torch.from_numpy(hidden), torch.from_numpy(weight), torch.from_numpy(target)
-    tb = torch.from_numpy(bias) if bias is not None else None
+    th, tw = _torch_tensor(torch, hidden, case.dtype), _torch_tensor(torch, weight, case.dtype)
+    tt = torch.from_numpy(target)
+    tb = _torch_tensor(torch, bias, case.dtype) if bias is not None else None
 
     def torch_run(chunked):
         h = th.detach().requires_grad_()

@@ -311,10 +311,18 @@ def dense_target(target, b, native=()):
         raise ValueError(f"target must be bool, integer or float; got dtype {t.dtype}")
     if t.shape != b.x.shape:
         raise ValueError(f"target must have the logits' shape {b.x.shape}; got {t.shape}")
-    dtype = V.compute_dtype(b.x.dtype)
+    return readonly(half_or_compute(t, b.x.dtype, native).reshape(b.N, b.C))
+
+
+def half_or_compute(t, logits_dtype, native=()):
+    """Dense targets as the kernels read them, C-contiguous: in the logits' compute dtype (a copy only for
+    another dtype) or one of ``native``; targets in half logits' own format as their uint16 bits (the half
+    drivers convert them a few rows at a time, like the logits)."""
+    if V.half_kind(logits_dtype) is not None and t.dtype == logits_dtype:
+        return np.ascontiguousarray(t).view(np.uint16)
+    dtype = V.compute_dtype(logits_dtype)
     keep = t.dtype == dtype or t.dtype in native
-    t = np.ascontiguousarray(t) if keep else np.ascontiguousarray(t, dtype=dtype)
-    return readonly(t.reshape(b.N, b.C))
+    return np.ascontiguousarray(t) if keep else np.ascontiguousarray(t, dtype=dtype)
 
 
 def elementwise_runner(b, kernels, head, elem_weight=None):

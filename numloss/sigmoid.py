@@ -73,9 +73,9 @@ def _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer, sam
     dtype = V.compute_dtype(x.dtype)
     w = broadcast_weight(weight, x.shape, dtype, "weight")
     pw = broadcast_weight(pos_weight, x.shape, dtype, "pos_weight")
-    # unit weights, no clipping, targets of the logits' dtype: the plain kernels (no no-op
+    # unit weights, no clipping, targets of the logits' dtype (uint16: half targets): the plain kernels (no no-op
     # multiplications and clamps; compiled for those two signatures only)
-    plain = weight is None and pos_weight is None and eps == 0.0 and t2.dtype == dtype
+    plain = weight is None and pos_weight is None and eps == 0.0 and t2.dtype in (dtype, np.uint16)
     kernels = K.PLAIN if plain else K.GENERAL
     return b, kernels, (t2, w, pw, eps, b.inv_denom, b.row_weight), ew
 

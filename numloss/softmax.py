@@ -75,7 +75,7 @@ def _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, soft
             )
         tm = t if axis == x.ndim - 1 else np.moveaxis(t, axis, -1)
         # read in the logits' dtype: one kernel per logits dtype (a copy only for other float dtypes)
-        tflat = _plumbing.readonly(np.ascontiguousarray(tm.reshape(N, C), dtype=V.compute_dtype(x.dtype)))
+        tflat = _plumbing.readonly(_plumbing.half_or_compute(tm.reshape(N, C), x.dtype))
         count = float(N) if rw is _plumbing.NO_ROWS else float(rw.sum())
     else:
         raise ValueError(

@@ -122,18 +122,28 @@ def test_a_float16_row_whose_loss_exceeds_float16s_range_has_a_finite_float32_lo
     assert loss.dtype == np.float32 and np.isfinite(loss).all() and loss[0] == float(x[0, 0].astype(np.float32))
 
 
-def test_half_logits_with_half_probability_and_sigmoid_targets(rng):
-    x = rng.standard_normal((5, 4)).astype(np.float16)
-    probs = rng.dirichlet(np.ones(4), size=5).astype(np.float16)
-    got = numloss.softmax_cross_entropy_with_grad(x, probs)
-    want = reference.softmax_cross_entropy(_upcast([x])[0], probs.astype(np.float64))
-    assert_close(got[0], want[0], "float32")
-    assert_half_gradient(got[1], want[1], "float16")
-    t = (rng.random((5, 4)) < 0.5).astype(np.float16)
-    got = numloss.sigmoid_cross_entropy_with_grad(x, t)
-    want = reference.sigmoid_cross_entropy(_upcast([x])[0], t.astype(np.float64))
-    assert_close(got[0], want[0], "float32")
-    assert_half_gradient(got[1], want[1], "float16")
+@pytest.mark.parametrize("half", HALF)
+def test_half_logits_with_half_probability_and_sigmoid_targets(half, rng):
+    """Targets in the logits' own format are read as they are (converted a few rows at a time, like the
+    logits); targets of another format are converted to float32 first.  Both give the float32 results."""
+    dt = _dtype(half)
+    x = rng.standard_normal((300, 7)).astype(dt)
+    x32 = x.astype(np.float32)
+    probs = rng.dirichlet(np.ones(7), size=300)
+    t = (rng.random((300, 7)) < 0.5).astype(np.float64)
+    t[0, 0] = 0.25  # a soft label
+    cases = [(numloss.softmax_cross_entropy_with_grad, probs), (numloss.sigmoid_cross_entropy_with_grad, t),
+             (numloss.sigmoid_focal_loss_with_grad, t)]
+    for fn, target in cases:
+        for target_dtype in (dt, np.float16 if half == "bfloat16" else np.float32):
+            th = target.astype(target_dtype)
+            got = fn(x, th)
+            want = fn(x32, th.astype(np.float32))
+            assert same(got[0], want[0]) and same(got[1], want[1].astype(dt)), (fn.__name__, target_dtype)
+    ref = reference.sigmoid_cross_entropy(_upcast([x])[0], t.astype(dt).astype(np.float64))
+    got = numloss.sigmoid_cross_entropy_with_grad(x, t.astype(dt))
+    assert_close(got[0], ref[0], "float32")
+    assert_half_gradient(got[1], ref[1], half)
 
 
 def test_a_half_out_of_the_other_format_or_float64_is_refused(rng):

@@ -223,3 +223,21 @@ def rows_of(a, lo, hi):
     if a.shape[0] > 1:
         return a[lo:hi]
     return a
+
+
+def target_rows(target, tscratch, fmt, lo, hi):
+    """Rows ``lo:hi`` of dense targets as the float32 row code reads them: half targets (uint16 bits of the
+    logits' format ``fmt``) converted into ``tscratch``, any other dtype as a view of ``target``."""
+    raise NotImplementedError("for use inside @njit code")
+
+
+@overload(target_rows, inline="always", jit_options={k: JIT_OPTIONS[k] for k in ("fastmath", "error_model")})
+def _target_rows(target, tscratch, fmt, lo, hi):
+    if target.dtype == types.uint16:
+        def convert(target, tscratch, fmt, lo, hi):
+            ts = tscratch[: hi - lo]
+            half_rows_to_float32(target, fmt, lo, hi, ts)
+            return ts
+
+        return convert
+    return lambda target, tscratch, fmt, lo, hi: target[lo:hi]

@@ -56,6 +56,7 @@ from ._rows import (
     scratch_rows,
     skip_elements,
     skip_row,
+    target_rows,
 )
 from .softmax import SUM_BLOCK, _exp_sum_block, _row_max, _stored_below_max, _sum_and_log
 
@@ -324,11 +325,13 @@ def _sigmoid_focal_half_task(xh, fmt, g, lo, hi, target, alpha, gamma, inv_denom
     want_grad = g.shape[0] == xh.shape[0]
     sub = half_sub_rows(C)
     scratch = np.empty((sub, C), dtype=np.float32)
+    tscratch = np.empty((sub, C), dtype=np.float32)
     for a in range(lo, hi, sub):
         b = min(a + sub, hi)
         xs = scratch_rows(g, scratch, a, b)
         half_rows_to_float32(xh, fmt, a, b, xs)
-        _sigmoid_focal_rows(xs, None, np.int64(0), np.int64(b - a), want_grad, target[a:b], alpha, gamma, inv_denom,
+        _sigmoid_focal_rows(xs, None, np.int64(0), np.int64(b - a), want_grad, target_rows(target, tscratch, fmt, a, b),
+                            alpha, gamma, inv_denom,
                             rows_of(row_weight, a, b), rows_of(elem_loss, a, b), row_loss[a:b])
         if want_grad:
             float32_rows_to_half(xs, fmt, g, a, b)

@@ -43,6 +43,7 @@ from ._rows import (
     scale_row,
     scratch_rows,
     skip_elements,
+    target_rows,
 )
 from .softmax import SUM_BLOCK
 
@@ -267,24 +268,55 @@ def sigmoid_ce_plain_inplace_parallel(x, target, weight, pos_weight, eps, inv_de
 
 
 # ------------------------------------------------------ half-precision logits
-# The general row function (any weights, targets converted to float32 or bool) on rows converted a few
-# at a time (see _rows.py).
+# The two row functions (plain: unit weights, eps = 0; general: anything else) on rows converted a few at a
+# time (see _rows.py).  Targets are float32 or bool (half targets are converted by the wrapper).
+
+
+@jit_inline
+def _sigmoid_half_block(xs, a, b, want_grad, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
+                        row_loss, plain):
+    if plain:
+        _plain_rows(xs, None, np.int64(0), np.int64(b - a), want_grad, target, rows_of(weight, a, b),
+                    rows_of(pos_weight, a, b), eps, inv_denom, rows_of(row_weight, a, b), rows_of(elem_loss, a, b),
+                    row_loss[a:b])
+    else:
+        _general_rows(xs, None, np.int64(0), np.int64(b - a), want_grad, target, rows_of(weight, a, b),
+                      rows_of(pos_weight, a, b), eps, inv_denom, rows_of(row_weight, a, b), rows_of(elem_loss, a, b),
+                      row_loss[a:b])
 
 
 @jit
-def _sigmoid_half_task(xh, fmt, g, lo, hi, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
+def _general_half_task(xh, fmt, g, lo, hi, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
                        row_loss):
-    C = xh.shape[1]
     want_grad = g.shape[0] == xh.shape[0]
-    sub = half_sub_rows(C)
-    scratch = np.empty((sub, C), dtype=np.float32)
+    sub = half_sub_rows(xh.shape[1])
+    scratch = np.empty((sub, xh.shape[1]), dtype=np.float32)
+    tscratch = np.empty((sub, xh.shape[1]), dtype=np.float32)
     for a in range(lo, hi, sub):
         b = min(a + sub, hi)
         xs = scratch_rows(g, scratch, a, b)
         half_rows_to_float32(xh, fmt, a, b, xs)
-        _general_rows(xs, None, np.int64(0), np.int64(b - a), want_grad, target[a:b], rows_of(weight, a, b),
-                      rows_of(pos_weight, a, b), eps, inv_denom, rows_of(row_weight, a, b), rows_of(elem_loss, a, b),
-                      row_loss[a:b])
+        _sigmoid_half_block(xs, a, b, want_grad, target_rows(target, tscratch, fmt, a, b), weight, pos_weight, eps,
+                            inv_denom, row_weight, elem_loss,
+                            row_loss, False)
+        if want_grad:
+            float32_rows_to_half(xs, fmt, g, a, b)
+
+
+@jit
+def _plain_half_task(xh, fmt, g, lo, hi, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
+                     row_loss):
+    want_grad = g.shape[0] == xh.shape[0]
+    sub = half_sub_rows(xh.shape[1])
+    scratch = np.empty((sub, xh.shape[1]), dtype=np.float32)
+    tscratch = np.empty((sub, xh.shape[1]), dtype=np.float32)
+    for a in range(lo, hi, sub):
+        b = min(a + sub, hi)
+        xs = scratch_rows(g, scratch, a, b)
+        half_rows_to_float32(xh, fmt, a, b, xs)
+        _sigmoid_half_block(xs, a, b, want_grad, target_rows(target, tscratch, fmt, a, b), weight, pos_weight, eps,
+                            inv_denom, row_weight, elem_loss,
+                            row_loss, True)
         if want_grad:
             float32_rows_to_half(xs, fmt, g, a, b)
 
@@ -292,7 +324,7 @@ def _sigmoid_half_task(xh, fmt, g, lo, hi, target, weight, pos_weight, eps, inv_
 @jit
 def sigmoid_ce_half_serial(xh, fmt, target, weight, pos_weight, eps, inv_denom, row_weight, grad, elem_loss,
                            row_loss):
-    _sigmoid_half_task(xh, fmt, grad, np.int64(0), np.int64(xh.shape[0]), target, weight, pos_weight, eps,
+    _general_half_task(xh, fmt, grad, np.int64(0), np.int64(xh.shape[0]), target, weight, pos_weight, eps,
                        inv_denom, row_weight, elem_loss, row_loss)
 
 
@@ -302,14 +334,31 @@ def sigmoid_ce_half_parallel(xh, fmt, target, weight, pos_weight, eps, inv_denom
     n, rows = half_tasks(xh.shape[0], xh.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, xh.shape[0])
-        _sigmoid_half_task(xh, fmt, grad, lo, hi, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
+        _general_half_task(xh, fmt, grad, lo, hi, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
                            row_loss)
 
 
-_HALF = HalfKernels(sigmoid_ce_half_serial, sigmoid_ce_half_parallel)
+@jit
+def sigmoid_ce_plain_half_serial(xh, fmt, target, weight, pos_weight, eps, inv_denom, row_weight, grad, elem_loss,
+                                 row_loss):
+    _plain_half_task(xh, fmt, grad, np.int64(0), np.int64(xh.shape[0]), target, weight, pos_weight, eps,
+                     inv_denom, row_weight, elem_loss, row_loss)
+
+
+@jit_parallel
+def sigmoid_ce_plain_half_parallel(xh, fmt, target, weight, pos_weight, eps, inv_denom, row_weight, grad, elem_loss,
+                                   row_loss):
+    n, rows = half_tasks(xh.shape[0], xh.shape[1])
+    for k in prange(n):
+        lo, hi = chunk_bounds(k, rows, xh.shape[0])
+        _plain_half_task(xh, fmt, grad, lo, hi, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
+                         row_loss)
+
 
 #: the drivers as sets (serial, parallel, in place serial, in place parallel)
 GENERAL = KernelSet(sigmoid_ce_serial, sigmoid_ce_parallel,
-                    sigmoid_ce_inplace_serial, sigmoid_ce_inplace_parallel, _HALF)
+                    sigmoid_ce_inplace_serial, sigmoid_ce_inplace_parallel,
+                    HalfKernels(sigmoid_ce_half_serial, sigmoid_ce_half_parallel))
 PLAIN = KernelSet(sigmoid_ce_plain_serial, sigmoid_ce_plain_parallel,
-                  sigmoid_ce_plain_inplace_serial, sigmoid_ce_plain_inplace_parallel, _HALF)
+                  sigmoid_ce_plain_inplace_serial, sigmoid_ce_plain_inplace_parallel,
+                  HalfKernels(sigmoid_ce_plain_half_serial, sigmoid_ce_plain_half_parallel))

@@ -54,6 +54,7 @@ from ._rows import (
     sample_weight_of,
     scratch_rows,
     skip_row,
+    target_rows,
 )
 
 # int64 operands of ``select`` (two integer literals would have two literal types)
@@ -843,11 +844,13 @@ def _prob_half_task(xh, kind, g, lo, hi, target, weight, ls, z, softcap, eps, in
     want_grad = g.shape[0] == xh.shape[0]
     sub = half_sub_rows(C)
     scratch = np.empty((sub, C), dtype=np.float32)
+    tscratch = np.empty((sub, C), dtype=np.float32)
     for a in range(lo, hi, sub):
         b = min(a + sub, hi)
         xs = scratch_rows(g, scratch, a, b)
         half_rows_to_float32(xh, kind, a, b, xs)
-        _prob_rows(xs, None, np.int64(0), np.int64(b - a), want_grad, target[a:b], weight, ls, z, softcap, eps,
+        _prob_rows(xs, None, np.int64(0), np.int64(b - a), want_grad, target_rows(target, tscratch, kind, a, b),
+                   weight, ls, z, softcap, eps,
                    inv_denom, rows_of(row_weight, a, b), row_loss[a:b], rows_of(lse_out, a, b))
         if want_grad:
             float32_rows_to_half(xs, kind, g, a, b)
