@@ -63,6 +63,13 @@ SHAPES = {
 }
 
 
+#: dtypes per loss beyond float32 and float64: the half-precision rows (bfloat16 needs ml_dtypes)
+DTYPES = {
+    "softmax_cross_entropy": ("float32", "float64", "bfloat16", "float16"),
+    "sigmoid_cross_entropy": ("float32", "float64", "bfloat16", "float16"),
+}
+
+
 def _suite_name(loss_name):
     return "".join(word.capitalize() for word in loss_name.split("_"))
 
@@ -74,7 +81,8 @@ for _loss in _registry.LOSSES:
         continue
     globals()[_suite_name(_loss.name)] = type(_suite_name(_loss.name), (_Suite,), {
         "family": _loss.name,
-        "params": (SHAPES.get(_loss.name, ["4096x1000"]), ["float32", "float64"], THREADS, ["out", "inplace"]),
+        "params": (SHAPES.get(_loss.name, ["4096x1000"]), list(DTYPES.get(_loss.name, ("float32", "float64"))),
+                   THREADS, ["out", "inplace"]),
         "timeout": 300,
         "__doc__": f"numloss.{_loss.with_grad}: one call per shape, dtype, thread count and out form.",
     })
