@@ -84,32 +84,38 @@ def float32_to_float16_bits(typingctx, value):
 
 
 @intrinsic
-def float32_from_bits(typingctx, bits):
-    """The float32 whose bit pattern is the low 32 bits of the integer ``bits``."""
-    if not isinstance(bits, types.Integer):
+def bfloat16_bits_to_float32(typingctx, bits):
+    """The float32 value of bfloat16 bits (``uint16``): the upper half of a float32, exact (32-bit IR, so the
+    loops vectorise with all lanes: Numba's own integer arithmetic would widen to 64 bits)."""
+    if bits != types.uint16:
         return None
-    sig = types.float32(bits)
+    sig = types.float32(types.uint16)
 
     def codegen(context, builder, signature, args):
-        value = args[0]
-        if bits.bitwidth > 32:
-            value = builder.trunc(value, ir.IntType(32))
-        elif bits.bitwidth < 32:
-            value = builder.zext(value, ir.IntType(32))
-        return builder.bitcast(value, ir.FloatType())
+        i32 = ir.IntType(32)
+        wide = builder.shl(builder.zext(args[0], i32), ir.Constant(i32, 16))
+        return builder.bitcast(wide, ir.FloatType())
 
     return sig, codegen
 
 
 @intrinsic
-def float32_bits(typingctx, value):
-    """The bit pattern (``uint32``) of a float32."""
+def float32_to_bfloat16_bits(typingctx, value):
+    """bfloat16 bits (``uint16``) of a float32, rounded to nearest even (as ``ml_dtypes``); a NaN stays a
+    quiet NaN of its sign.  32-bit IR (see :func:`bfloat16_bits_to_float32`)."""
     if value != types.float32:
         return None
-    sig = types.uint32(types.float32)
+    sig = types.uint16(types.float32)
 
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
+        i32 = ir.IntType(32)
+        u = builder.bitcast(args[0], i32)
+        high = builder.lshr(u, ir.Constant(i32, 16))
+        bias = builder.add(ir.Constant(i32, 0x7FFF), builder.and_(high, ir.Constant(i32, 1)))
+        rounded = builder.lshr(builder.add(u, bias), ir.Constant(i32, 16))
+        is_nan = builder.icmp_unsigned(">", builder.and_(u, ir.Constant(i32, 0x7FFFFFFF)), ir.Constant(i32, 0x7F800000))
+        quiet = builder.or_(high, ir.Constant(i32, 0x40))
+        return builder.trunc(builder.select(is_nan, quiet, rounded), ir.IntType(16))
 
     return sig, codegen
 

@@ -20,12 +20,11 @@ from numba.extending import overload
 
 from ._jit import JIT_OPTIONS, jit_inline
 from ._math import (
+    bfloat16_bits_to_float32,
     cast_like,
     float16_bits_to_float32,
-    float32_bits,
-    float32_from_bits,
+    float32_to_bfloat16_bits,
     float32_to_float16_bits,
-    select,
 )
 
 #: one family's drivers: ``serial(x, *head, grad, *tail)`` and ``parallel`` (same
@@ -131,22 +130,6 @@ BFLOAT16 = 1
 HALF_SUB_ELEMENTS = 1 << 13
 #: sub-blocks per parallel task (one scratch allocation each)
 HALF_TASK_SUBS = 16
-
-
-@jit_inline
-def bfloat16_bits_to_float32(bits):
-    """The float32 value of bfloat16 bits: the upper half of a float32 (exact)."""
-    return float32_from_bits(np.uint32(bits) << np.uint32(16))
-
-
-@jit_inline
-def float32_to_bfloat16_bits(value):
-    """bfloat16 bits of a float32, rounded to nearest even (as ``ml_dtypes``); NaN stays a quiet NaN."""
-    u = float32_bits(value)
-    high = u >> np.uint32(16)
-    rounded = (u + np.uint32(0x7FFF) + (high & np.uint32(1))) >> np.uint32(16)
-    is_nan = (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
-    return np.uint16(select(is_nan, high | np.uint32(0x40), rounded))
 
 
 @jit_inline
