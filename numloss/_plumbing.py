@@ -75,8 +75,9 @@ class Aux(NamedTuple):
 
     ``lse``: each sample's log-sum-exp of its logits (soft-capped when
     ``softcap`` is set; with CosFace/ArcFace, of the scaled margin logits),
-    in the batch shape and the logits' dtype; NaN for a sample that was not
-    read (``ignore_index``, ``where=False``, sample weight 0).
+    in the batch shape and the logits' dtype (float32 for half logits);
+    NaN for a sample not read (``ignore_index``, ``where=False``, sample
+    weight 0).
     ``z_loss``: the z-loss term alone, and ``cross_entropy`` the loss
     without it, each reduced as the loss is (they sum to it up to
     rounding; ``z_loss`` is 0 for the losses without a z-loss).
