@@ -54,7 +54,7 @@ class Case:
 
 
 #: family -> (build inputs, bytes moved per call besides logits+grad, peers)
-FAMILIES = {}
+FAMILIES: dict = {}
 
 
 def family(name):

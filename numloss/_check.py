@@ -9,7 +9,7 @@ cases against the NumPy baseline.
 import numpy as np
 
 #: (label, function name, builder(rng, dtype) -> (args, kwargs))
-CHECKS = []
+CHECKS: list = []
 
 
 def register(label, name):

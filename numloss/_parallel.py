@@ -67,7 +67,7 @@ def preload_tbb():
     return False
 
 
-if numba.config.THREADING_LAYER == "default":
+if numba.config.THREADING_LAYER == "default":  # type: ignore[attr-defined]
     # as early as numloss can: before anything (ours or the user's) starts Numba's pool
     preload_tbb()
 

@@ -28,6 +28,11 @@ from . import _validate as V
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+#: an empty float64 array: the kernels' "no sample weights" / "no log-sum-exp wanted"
+#: (never written: an empty array has nothing to write)
+NO_ROWS: np.ndarray = np.empty(0, dtype=np.float64)
+
+
 @dataclasses.dataclass(slots=True)
 class Batch:
     """A loss's input seen as ``(N, C)`` rows, and how its losses are reduced.
@@ -45,13 +50,9 @@ class Batch:
     reduction: str
     denom: float = 1.0
     inv_denom: float = 1.0
-    row_weight: np.ndarray = None  # (N,) float64 sample weights (0: skip the row), or NO_ROWS
-    lse: np.ndarray = None  # (N,) float64 receiving each row's log-sum-exp, or NO_ROWS
+    row_weight: np.ndarray = dataclasses.field(default_factory=lambda: NO_ROWS)  # (N,) sample weights, or NO_ROWS
+    lse: np.ndarray = dataclasses.field(default_factory=lambda: NO_ROWS)  # (N,) each row's log-sum-exp, or NO_ROWS
 
-
-#: an empty float64 array: the kernels' "no sample weights" / "no log-sum-exp wanted"
-#: (never written: an empty array has nothing to write)
-NO_ROWS = np.empty(0, dtype=np.float64)
 
 
 def batch(x, N, C, shape, reduction, count, normalizer=None, row_weight=NO_ROWS, aux=False):

@@ -142,7 +142,7 @@ def ignore_index(value):
 
 #: ``num_classes -> ones`` for ``weight=None`` (kernels never write their weights;
 #: reusing the array saves an allocation per call at small shapes)
-_UNIT_WEIGHTS = {}
+_UNIT_WEIGHTS: dict = {}
 
 
 def class_weights(weight, num_classes, name="weight"):

@@ -12,6 +12,8 @@ kernels as :func:`numloss.sigmoid_cross_entropy_with_grad` and
 = batch size), so forward computes the gradient too and backward returns it.
 """
 
+from typing import Any
+
 import numpy as np
 
 from .focal import sigmoid_focal_loss_with_grad, softmax_focal_loss_with_grad
@@ -121,7 +123,7 @@ class _FusedLoss(Module):
     ``reduction`` is ``"mean"`` or ``"sum"`` (``forward`` returns a Python float).
     """
 
-    _with_grad = None
+    _with_grad: Any = None
 
     def __init__(self, reduction="mean", **options):
         super().__init__()

@@ -13,7 +13,7 @@ from ._typing import ArrayLike, Grad, LossValue, Real, Reduction
 
 #: ``(C, dtype) -> (1, C) ones``, read-only: kernels never write their weights, and reusing the
 #: array saves two allocations per call at small shapes
-_UNIT_ROWS = {}
+_UNIT_ROWS: dict = {}
 
 
 def _unit_row(C, dtype):

@@ -116,9 +116,11 @@ def test_every_kernel_dispatcher_has_the_shared_options():
 
 
 def test_overload_options_come_from_jit_options():
-    from numloss._kernels import _math
+    from numloss._kernels import _math, _rows
 
-    for key, value in _math._OVERLOAD_OPTIONS.items():
+    assert _math.OVERLOAD_OPTIONS is _jit.OVERLOAD_OPTIONS and _rows.OVERLOAD_OPTIONS is _jit.OVERLOAD_OPTIONS
+    assert set(_jit.OVERLOAD_OPTIONS) == {"fastmath", "error_model"}
+    for key, value in _jit.OVERLOAD_OPTIONS.items():
         assert _jit.JIT_OPTIONS[key] == value, key
 
 

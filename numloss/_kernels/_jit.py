@@ -29,6 +29,7 @@ Every kernel is compiled with the same settings:
 import os
 import tempfile
 import warnings
+from typing import Any
 
 import numba
 from numba.core import caching
@@ -95,6 +96,10 @@ JIT_OPTIONS = dict(
     error_model="numpy",
     fastmath=set(FASTMATH_FLAGS),
 )
+
+
+#: the options of the ``@overload`` implementations (inlined into the kernels: the kernels' own math flags)
+OVERLOAD_OPTIONS: Any = {k: JIT_OPTIONS[k] for k in ("fastmath", "error_model")}
 
 
 def jit(func):

@@ -24,7 +24,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-from ._jit import JIT_OPTIONS, jit_inline
+from ._jit import OVERLOAD_OPTIONS, jit_inline
 
 # ---------------------------------------------------------------- intrinsics
 
@@ -412,9 +412,6 @@ def log1p_unit(y):
     raise NotImplementedError("numloss._kernels._math.log1p_unit is for use inside @njit code")
 
 
-_OVERLOAD_OPTIONS = {k: JIT_OPTIONS[k] for k in ("fastmath", "error_model")}
-
-
 def _by_precision(impl64, impl32):
     def typer(x):
         if x == types.float64:
@@ -426,9 +423,9 @@ def _by_precision(impl64, impl32):
     return typer
 
 
-overload(exp, inline="always", jit_options=_OVERLOAD_OPTIONS)(_by_precision(exp64, exp32))
-overload(expm1, inline="always", jit_options=_OVERLOAD_OPTIONS)(_by_precision(expm1_64, expm1_32))
-overload(log1p_unit, inline="always", jit_options=_OVERLOAD_OPTIONS)(
+overload(exp, inline="always", jit_options=OVERLOAD_OPTIONS)(_by_precision(exp64, exp32))
+overload(expm1, inline="always", jit_options=OVERLOAD_OPTIONS)(_by_precision(expm1_64, expm1_32))
+overload(log1p_unit, inline="always", jit_options=OVERLOAD_OPTIONS)(
     _by_precision(log1p_unit64, log1p_unit32)
 )
 
@@ -446,7 +443,7 @@ def _cast_like_typer(value, like):
     return None
 
 
-overload(cast_like, inline="always", jit_options=_OVERLOAD_OPTIONS)(_cast_like_typer)
+overload(cast_like, inline="always", jit_options=OVERLOAD_OPTIONS)(_cast_like_typer)
 
 
 def tanh_and_sech2(x):
@@ -480,7 +477,7 @@ def expm1_nonpositive(x):
     raise NotImplementedError("numloss._kernels._math.expm1_nonpositive is for use inside @njit code")
 
 
-overload(expm1_nonpositive, inline="always", jit_options=_OVERLOAD_OPTIONS)(
+overload(expm1_nonpositive, inline="always", jit_options=OVERLOAD_OPTIONS)(
     _by_precision(_expm1_nonpositive64, _expm1_nonpositive32)
 )
 
@@ -496,7 +493,7 @@ def _tanh_and_sech2_impl(x):
     return th, (one - th) * (one + th)
 
 
-overload(tanh_and_sech2, inline="always", jit_options=_OVERLOAD_OPTIONS)(
+overload(tanh_and_sech2, inline="always", jit_options=OVERLOAD_OPTIONS)(
     lambda x: _tanh_and_sech2_impl if isinstance(x, types.Float) else None
 )
 
@@ -538,6 +535,6 @@ def exp_nonpositive(x):
     raise NotImplementedError("numloss._kernels._math.exp_nonpositive is for use inside @njit code")
 
 
-overload(exp_nonpositive, inline="always", jit_options=_OVERLOAD_OPTIONS)(
+overload(exp_nonpositive, inline="always", jit_options=OVERLOAD_OPTIONS)(
     _by_precision(exp_nonpositive64, exp_nonpositive32)
 )

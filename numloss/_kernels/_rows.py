@@ -18,7 +18,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from ._jit import JIT_OPTIONS, jit_inline
+from ._jit import OVERLOAD_OPTIONS, jit_inline
 from ._math import (
     bfloat16_bits_to_float32,
     cast_like,
@@ -63,7 +63,7 @@ def gradient_array(x, g_or_none):
     raise NotImplementedError("for use inside @njit code")
 
 
-@overload(gradient_array, inline="always", jit_options={k: JIT_OPTIONS[k] for k in ("fastmath", "error_model")})
+@overload(gradient_array, inline="always", jit_options=OVERLOAD_OPTIONS)
 def _gradient_array(x, g_or_none):
     # chosen by type, at compile time: no branch, and no unification of x's type with g's
     # (x is read-only out of place)
@@ -166,7 +166,7 @@ def float32_rows_to_half(xs, kind, g, lo, hi):
     raise NotImplementedError("for use inside @njit code")
 
 
-@overload(float32_rows_to_half, inline="always", jit_options={k: JIT_OPTIONS[k] for k in ("fastmath", "error_model")})
+@overload(float32_rows_to_half, inline="always", jit_options=OVERLOAD_OPTIONS)
 def _float32_rows_to_half(xs, kind, g, lo, hi):
     if g.dtype == types.float32:
         return lambda xs, kind, g, lo, hi: None
@@ -192,7 +192,7 @@ def scratch_rows(g, scratch, lo, hi):
     raise NotImplementedError("for use inside @njit code")
 
 
-@overload(scratch_rows, inline="always", jit_options={k: JIT_OPTIONS[k] for k in ("fastmath", "error_model")})
+@overload(scratch_rows, inline="always", jit_options=OVERLOAD_OPTIONS)
 def _scratch_rows(g, scratch, lo, hi):
     if g.dtype == types.float32:
         return lambda g, scratch, lo, hi: g[lo:hi]
@@ -214,7 +214,7 @@ def target_rows(target, tscratch, fmt, lo, hi):
     raise NotImplementedError("for use inside @njit code")
 
 
-@overload(target_rows, inline="always", jit_options={k: JIT_OPTIONS[k] for k in ("fastmath", "error_model")})
+@overload(target_rows, inline="always", jit_options=OVERLOAD_OPTIONS)
 def _target_rows(target, tscratch, fmt, lo, hi):
     if target.dtype == types.uint16:
         def convert(target, tscratch, fmt, lo, hi):
