@@ -52,6 +52,11 @@ def _bench_arguments(parser):
                         help="compare two --output files (no timing): NEW / OLD per row and contender")
     parser.add_argument("--threshold", type=float, default=0.10,
                         help="with --compare: flag changes beyond this fraction (default: %(default)s)")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="draw every contender's time and the streaming bound per case (needs matplotlib: "
+                             "the plot extra)")
+    parser.add_argument("--from-json", metavar="REPORT.json",
+                        help="with --plot: draw this --output file instead of running the bench")
 
 
 def bench(args):
@@ -67,6 +72,12 @@ def bench(args):
 
     from . import _bench
 
+    if args.from_json:
+        if not args.plot:
+            raise SystemExit("numloss bench: --from-json needs --plot FILE")
+        with open(args.from_json) as f:
+            print(_bench.plot_report(json.load(f), args.plot))
+        return 0
     threads = args.threads or len(os.sched_getaffinity(0))
     cases = [c for c in _bench.CASES if (c.quick or not args.quick) and args.filter in c.label]
     linear = [c for c in _bench.LINEAR_CASES if (c.quick or not args.quick) and args.filter in c.label]
@@ -89,6 +100,8 @@ def bench(args):
     if args.output:
         with open(args.output, "w") as f:
             json.dump(report, f, indent=1)
+    if args.plot:
+        print(f"plot: {_bench.plot_report(report, args.plot)}", file=progress)
     if args.json:
         json.dump(report, sys.stdout, indent=1)
         print()

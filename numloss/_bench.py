@@ -859,3 +859,43 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["interop"]:
         sys.exit(interop_main(sys.argv[2:]))
     sys.exit(worker_main(sys.argv[1:]))
+
+
+# ==================================================================== --plot
+
+
+def plot_report(report, path):
+    """Draw a bench report (the ``--output`` JSON's dict) to ``path``: per case, each contender's time and the
+    streaming bound, on a log scale (matplotlib, the ``plot`` extra; imported here only)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [dict(r, numloss_ms=min(r["out_ms"], r["inplace_ms"])) for r in report.get("rows", [])]
+    rows += list(report.get("linear_rows", []))
+    if not rows:
+        raise ValueError("the report has no rows to plot")
+    series = [("numloss", "numloss_ms", "o", "C0"), ("NumPy", "numpy_ms", "s", "C7"),
+              ("PyTorch", "torch_ms", "D", "C3"), ("PyTorch chunked", "torch_chunked_ms", "d", "C1"),
+              ("JAX", "jax_ms", "^", "C2"), ("streaming bound", "bound_ms", "|", "k")]
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(rows) + 1.6))
+    ys = range(len(rows))[::-1]
+    for name, key, marker, color in series:
+        points = [(r[key], y) for r, y in zip(rows, ys, strict=True) if r.get(key)]
+        if points:
+            ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, color=color, label=name,
+                       s=60 if marker == "|" else 28, zorder=3)
+    ax.set_yticks(list(ys))
+    ax.set_yticklabels([r["case"] for r in rows], fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("ms per forward + backward (log scale; lower is better)")
+    env = report.get("environment", {})
+    ax.set_title(f"numloss bench {env.get('date', '')} {env.get('cpu', '')}, {env.get('threads', '')} thread(s)",
+                 fontsize=9)
+    ax.grid(axis="x", which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

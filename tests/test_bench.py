@@ -19,7 +19,7 @@ CASE = "softmax_cross_entropy plain 4096x1000 float32"
 def test_one_thread_run_writes_environment_rows_and_each_contenders_thread_count(tmp_path):
     out = tmp_path / "run.json"
     proc = subprocess.run([sys.executable, "-m", "numloss", "bench", "--quick", "--threads", "1", "--rounds", "1",
-                           "--repeat", "1", "--filter", CASE, "--output", str(out)],
+                           "--repeat", "1", "--filter", CASE, "--output", str(out), "--plot", str(tmp_path / "a.png")],
                           capture_output=True, text=True, timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
@@ -34,6 +34,25 @@ def test_one_thread_run_writes_environment_rows_and_each_contenders_thread_count
         assert row[key] > 0
     assert row["numpy_ms"] > 0 and row["x_numpy"] == row["numpy_ms"] / min(row["out_ms"], row["inplace_ms"])
     assert CASE in proc.stdout  # the table
+    # --plot drew the run; --from-json draws the saved report the same size, without running anything
+    replot = subprocess.run([sys.executable, "-m", "numloss", "bench", "--from-json", str(out), "--plot",
+                             str(tmp_path / "b.png")], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert replot.returncode == 0, replot.stderr
+    import matplotlib.image
+
+    first, second = (matplotlib.image.imread(tmp_path / name) for name in ("a.png", "b.png"))
+    assert first.shape == second.shape and first.shape[0] > 100 and first.shape[1] > 1000
+    assert (first[..., :3] < 0.5).any()  # something is drawn
+
+
+def test_plot_refuses_an_empty_report_and_from_json_needs_plot(tmp_path):
+    import pytest
+
+    with pytest.raises(ValueError, match="no rows"):
+        _bench.plot_report({"rows": [], "linear_rows": []}, tmp_path / "x.png")
+    proc = subprocess.run([sys.executable, "-m", "numloss", "bench", "--from-json", "r.json"], capture_output=True,
+                          text=True, timeout=300, cwd=REPO)
+    assert proc.returncode != 0 and "--from-json needs --plot" in proc.stderr
 
 
 def test_compare_flags_changes_beyond_the_threshold_and_environment_differences():
