@@ -879,7 +879,7 @@ def plot_report(report, path):
     series = [("numloss", "numloss_ms", "o", "C0"), ("NumPy", "numpy_ms", "s", "C7"),
               ("PyTorch", "torch_ms", "D", "C3"), ("PyTorch chunked", "torch_chunked_ms", "d", "C1"),
               ("JAX", "jax_ms", "^", "C2"), ("streaming bound", "bound_ms", "|", "k")]
-    fig, ax = plt.subplots(figsize=(10, 0.32 * len(rows) + 1.6))
+    fig, ax = plt.subplots(figsize=(12, 0.32 * len(rows) + 1.6))
     ys = range(len(rows))[::-1]
     for name, key, marker, color in series:
         points = [(r[key], y) for r, y in zip(rows, ys, strict=True) if r.get(key)]
@@ -894,7 +894,7 @@ def plot_report(report, path):
     ax.set_title(f"numloss bench {env.get('date', '')} {env.get('cpu', '')}, {env.get('threads', '')} thread(s)",
                  fontsize=9)
     ax.grid(axis="x", which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: no row hidden
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
