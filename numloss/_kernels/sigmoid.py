@@ -269,56 +269,46 @@ def sigmoid_ce_plain_inplace_parallel(x, target, weight, pos_weight, eps, inv_de
 
 # ------------------------------------------------------ half-precision logits
 # The two row functions (plain: unit weights, eps = 0; general: anything else) on rows converted a few at a
-# time (see _rows.py).  Targets are float32 or bool (half targets are converted by the wrapper).
+# time (see _rows.py).  Targets: float32, bool, or the logits' half format (converted with the rows).
 
 
 @jit_inline
-def _sigmoid_half_block(xs, a, b, want_grad, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
-                        row_loss, plain):
-    if plain:
-        _plain_rows(xs, None, np.int64(0), np.int64(b - a), want_grad, target, rows_of(weight, a, b),
-                    rows_of(pos_weight, a, b), eps, inv_denom, rows_of(row_weight, a, b), rows_of(elem_loss, a, b),
-                    row_loss[a:b])
-    else:
-        _general_rows(xs, None, np.int64(0), np.int64(b - a), want_grad, target, rows_of(weight, a, b),
-                      rows_of(pos_weight, a, b), eps, inv_denom, rows_of(row_weight, a, b), rows_of(elem_loss, a, b),
-                      row_loss[a:b])
+def _sigmoid_half_rows(xh, fmt, g, lo, hi, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
+                       row_loss, plain):
+    """Rows ``lo:hi`` of half logits through the plain or the general row function (``plain``: a constant at
+    both call sites, so each task compiles one of them)."""
+    want_grad = g.shape[0] == xh.shape[0]
+    sub = half_sub_rows(xh.shape[1])
+    scratch = np.empty((sub, xh.shape[1]), dtype=np.float32)
+    tscratch = np.empty((sub, xh.shape[1]), dtype=np.float32)
+    for a in range(lo, hi, sub):
+        b = min(a + sub, hi)
+        xs = scratch_rows(g, scratch, a, b)
+        half_rows_to_float32(xh, fmt, a, b, xs)
+        ts = target_rows(target, tscratch, fmt, a, b)
+        m = np.int64(b - a)
+        if plain:
+            _plain_rows(xs, None, np.int64(0), m, want_grad, ts, rows_of(weight, a, b), rows_of(pos_weight, a, b),
+                        eps, inv_denom, rows_of(row_weight, a, b), rows_of(elem_loss, a, b), row_loss[a:b])
+        else:
+            _general_rows(xs, None, np.int64(0), m, want_grad, ts, rows_of(weight, a, b), rows_of(pos_weight, a, b),
+                          eps, inv_denom, rows_of(row_weight, a, b), rows_of(elem_loss, a, b), row_loss[a:b])
+        if want_grad:
+            float32_rows_to_half(xs, fmt, g, a, b)
 
 
 @jit
 def _general_half_task(xh, fmt, g, lo, hi, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
                        row_loss):
-    want_grad = g.shape[0] == xh.shape[0]
-    sub = half_sub_rows(xh.shape[1])
-    scratch = np.empty((sub, xh.shape[1]), dtype=np.float32)
-    tscratch = np.empty((sub, xh.shape[1]), dtype=np.float32)
-    for a in range(lo, hi, sub):
-        b = min(a + sub, hi)
-        xs = scratch_rows(g, scratch, a, b)
-        half_rows_to_float32(xh, fmt, a, b, xs)
-        _sigmoid_half_block(xs, a, b, want_grad, target_rows(target, tscratch, fmt, a, b), weight, pos_weight, eps,
-                            inv_denom, row_weight, elem_loss,
-                            row_loss, False)
-        if want_grad:
-            float32_rows_to_half(xs, fmt, g, a, b)
+    _sigmoid_half_rows(xh, fmt, g, lo, hi, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
+                       row_loss, False)
 
 
 @jit
 def _plain_half_task(xh, fmt, g, lo, hi, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
                      row_loss):
-    want_grad = g.shape[0] == xh.shape[0]
-    sub = half_sub_rows(xh.shape[1])
-    scratch = np.empty((sub, xh.shape[1]), dtype=np.float32)
-    tscratch = np.empty((sub, xh.shape[1]), dtype=np.float32)
-    for a in range(lo, hi, sub):
-        b = min(a + sub, hi)
-        xs = scratch_rows(g, scratch, a, b)
-        half_rows_to_float32(xh, fmt, a, b, xs)
-        _sigmoid_half_block(xs, a, b, want_grad, target_rows(target, tscratch, fmt, a, b), weight, pos_weight, eps,
-                            inv_denom, row_weight, elem_loss,
-                            row_loss, True)
-        if want_grad:
-            float32_rows_to_half(xs, fmt, g, a, b)
+    _sigmoid_half_rows(xh, fmt, g, lo, hi, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
+                       row_loss, True)
 
 
 @jit
