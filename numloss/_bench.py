@@ -281,15 +281,23 @@ def jax_call(case, args, kwargs):
 # ------------------------------------------------------------------ timing
 
 
-def best_time(fn, repeat=7, min_time=0.05):
-    """Minimum wall time of one call over ``repeat`` rounds (after a warm-up call)."""
+def best_time(fn, repeat=7, progress=None, progress_after=1.0):
+    """Minimum wall time of one call over ``repeat`` rounds (after a warm-up call; a call over a second ends
+    the rounds).  ``progress(text)``, if given, hears of every call longer than ``progress_after`` seconds,
+    so a row that takes minutes shows where it is."""
+    t0 = time.perf_counter()
     fn()
+    elapsed = time.perf_counter() - t0
+    if progress is not None and elapsed > progress_after:
+        progress(f"warm-up call {elapsed:.2f} s")
     best = np.inf
-    for _ in range(repeat):
+    for k in range(repeat):
         t0 = time.perf_counter()
         fn()
         elapsed = time.perf_counter() - t0
         best = min(best, elapsed)
+        if progress is not None and elapsed > progress_after:
+            progress(f"call {k + 1}: {elapsed:.2f} s")
         if elapsed > 1.0:
             break
     return best
@@ -553,12 +561,17 @@ def _logits_times(contender, case, threads, repeat):
         return times
     if contender == "numpy":
         fn = numpy_call(case, args, kwargs)
-        return {"numpy": best_time(fn, repeat=min(repeat, 3))} if fn else {}
+        return {"numpy": best_time(fn, repeat=min(repeat, 3), progress=_progress("numpy"))} if fn else {}
     if contender == "torch":
         fn = torch_call(case, args, kwargs, threads)
-        return {"torch": best_time(fn, repeat=repeat)} if fn else {}
+        return {"torch": best_time(fn, repeat=repeat, progress=_progress("torch"))} if fn else {}
     fns = jax_call(case, args, kwargs)
-    return {"jax": min(best_time(f, repeat=repeat) for f in fns)} if fns else {}
+    return {"jax": min(best_time(f, repeat=repeat, progress=_progress("jax")) for f in fns)} if fns else {}
+
+
+def _progress(name):
+    """A ``best_time`` progress callback: one indented line on stderr (the worker's stderr is the terminal)."""
+    return lambda text: print(f"      {name}: {text}", file=sys.stderr, flush=True)
 
 
 def _linear_times(contender, case, threads, repeat):
@@ -566,7 +579,8 @@ def _linear_times(contender, case, threads, repeat):
     if not names:
         return {}
     calls = linear_calls(case, make_linear_inputs(case), threads, peers=contender != "numloss", methods=names)
-    return {name: best_time(calls[name], repeat=min(repeat, 3)) for name in names if name in calls}
+    return {name: best_time(calls[name], repeat=min(repeat, 3), progress=_progress(name))
+            for name in names if name in calls}
 
 
 def contender_threads(contender):

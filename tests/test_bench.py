@@ -67,3 +67,14 @@ def test_compare_flags_changes_beyond_the_threshold_and_environment_differences(
     assert lines[("c1", "inplace")].split()[-1] == "1.05"  # within 10 %: no flag
     assert "c3" in text and "(not in OLD)" in text
     assert text.endswith("1 change(s) beyond 10%")
+
+
+def test_best_time_reports_long_calls_to_progress_and_keeps_the_minimum():
+    heard = []
+    calls = iter([0.0, 0.03, 0.01, 0.02])  # seconds each call sleeps: the warm-up, then three timed calls
+    import time
+
+    best = _bench.best_time(lambda: time.sleep(next(calls)), repeat=3, progress=heard.append, progress_after=0.015)
+    assert 0.01 <= best < 0.015
+    assert [h.split(":")[0] for h in heard] == ["call 1", "call 3"]  # the calls over 15 ms, numbered
+    assert not any("warm-up" in h for h in heard)
