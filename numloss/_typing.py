@@ -26,5 +26,5 @@ IntScalar = Union[int, np.integer]
 #: a Python or NumPy float: a kernel's scalar (float64, or the logits' float32)
 FloatScalar = Union[float, np.floating]
 
-__all__ = ["AnyArray", "ArrayLike", "Float64Array", "FloatScalar", "Grad", "IndexArray", "IntScalar", "LossValue", "Real",
-           "Reduction"]
+__all__ = ["AnyArray", "ArrayLike", "Float64Array", "FloatScalar", "Grad", "IndexArray", "IntScalar", "LossValue",
+           "Real", "Reduction"]
