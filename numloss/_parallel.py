@@ -95,7 +95,7 @@ def threading_layer() -> str:
                     preload_tbb()
                 from numba.np.ufunc.parallel import _launch_threads
 
-                _launch_threads()  # type: ignore[no-untyped-call]  # (numba's parallel module: no annotations)
+                _launch_threads()
                 # (documented as numba.threading_layer, but missing from numba's __all__)
                 _state["layer"] = numba.threading_layer()  # type: ignore[attr-defined]
     assert _state["layer"] is not None  # (set above, by this call or an earlier one)

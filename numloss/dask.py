@@ -58,8 +58,8 @@ from . import margin as _margin
 from ._kernels import margin as _margin_kernels
 from ._typing import AnyArray, Float64Array, FloatScalar, Grad, LossValue, Real, Reduction
 
-#: a ``dask.array.Array``: dask ships ``py.typed`` but leaves its functions and methods unannotated, so its
-#: arrays are Any here (every call on a ``da.Array`` would be an untyped call)
+#: a ``dask.array.Array``: dask ships ``py.typed`` but leaves its functions and methods unannotated (every
+#: graph operation gives Any), so its arrays are Any here
 DaskArray = Any
 #: an input: a dask array, or an array_like (wrapped in one)
 DaskLike = Union[DaskArray, ArrayLike]
@@ -128,7 +128,7 @@ def _block(x: AnyArray, t: AnyArray, *arrays: AnyArray, fn: tuple[str, str], red
     # The loss keeps the class axis with length 1 (squeezed out by the graph
     # for "none"): dask cannot drop an axis of a block holding a tuple.
     if denom is None and len(arrays) > len(array_names):
-        *arrays, denom = arrays
+        arrays, denom = arrays[:-1], arrays[-1]  # (a tuple kept: the *arrays type)
     module, name = fn
     fn = getattr(importlib.import_module(module), name + ("_with_grad" if with_grad else ""))
     kwargs = dict(kwargs, **dict(zip(array_names, arrays, strict=True)))
@@ -182,22 +182,21 @@ def _row_weight_graph(sample_weight: DaskLike | None, where: DaskLike | None, sh
     for name, value in (("sample_weight", sample_weight), ("where", where)):
         if value is None:
             continue
-        a: DaskArray = (value if isinstance(value, da.Array)
-                        else da.from_array(np.asarray(value)))  # type: ignore[no-untyped-call]  # dask: unannotated
+        a: DaskArray = value if isinstance(value, da.Array) else da.from_array(np.asarray(value))
         if name == "sample_weight" and not V.is_real(a.dtype):
             raise ValueError(f"sample_weight must hold real numbers; got dtype {a.dtype}")
         if name == "where" and a.dtype != np.bool_:
             raise ValueError(f"where must be a bool array (True: use the sample); got dtype {a.dtype}")
         try:
-            a = da.broadcast_to(a, shape)  # type: ignore[no-untyped-call]  # dask: unannotated
+            a = da.broadcast_to(a, shape)
         except ValueError:
             raise ValueError(f"{name} of shape {a.shape} does not broadcast to {tuple(shape)}") from None
         arrays.append(a.rechunk(chunks))
         names.append(name)
     if not arrays:
         return None
-    return da.map_blocks(_row_weight_block, *arrays,  # type: ignore[no-untyped-call]  # dask: unannotated
-                         names=tuple(names), dtype=np.float64, meta=np.empty((0,) * len(shape), dtype=np.float64))
+    return da.map_blocks(_row_weight_block, *arrays, names=tuple(names), dtype=np.float64,
+                         meta=np.empty((0,) * len(shape), dtype=np.float64))
 
 
 def _part(parts: tuple[AnyArray, ...], k: int) -> AnyArray:
@@ -209,8 +208,7 @@ def _as_dask(value: DaskLike, name: str, chunks: Chunks | None = None) -> DaskAr
     if isinstance(value, da.Array):
         arr = value
     else:
-        arr = da.from_array(np.asarray(value),  # type: ignore[no-untyped-call]  # dask: unannotated
-                            chunks=chunks if chunks is not None else "auto")
+        arr = da.from_array(np.asarray(value), chunks=chunks if chunks is not None else "auto")
     if any(math.isnan(c) for dim in arr.chunks for c in dim):
         raise ValueError(f"{name} has unknown chunk sizes {arr.chunks}; call {name}.compute_chunk_sizes() first")
     return arr
@@ -289,8 +287,7 @@ def _assemble(block: Callable[..., Any], ind: tuple[int, ...], args: list[Any], 
     aux_out: _plumbing.Aux | None
     grad = aux_out = None
     if with_grad or aux:
-        parts = da.blockwise(block, ind, *args, dtype=x.dtype,  # type: ignore[no-untyped-call]  # dask: unannotated
-                             meta=np.empty((0,) * x.ndim, dtype=object),
+        parts = da.blockwise(block, ind, *args, dtype=x.dtype, meta=np.empty((0,) * x.ndim, dtype=object),
                              align_arrays=False, concatenate=True)
 
         def pick(k: int, dtype: DTypeLike, chunks: Chunks) -> DaskArray:
@@ -306,8 +303,7 @@ def _assemble(block: Callable[..., Any], ind: tuple[int, ...], args: list[Any], 
             aux_out = _plumbing.Aux(lse, reduced(pick(k + 1, loss_dtype, loss_chunks)),
                                     reduced(pick(k + 2, loss_dtype, loss_chunks)))
     else:
-        partial = da.blockwise(block, ind, *args, dtype=loss_dtype,  # type: ignore[no-untyped-call]  # dask: unannotated
-                               align_arrays=False, concatenate=True,
+        partial = da.blockwise(block, ind, *args, dtype=loss_dtype, align_arrays=False, concatenate=True,
                                meta=loss_meta, adjust_chunks=dict(zip(ind, loss_chunks, strict=True)))
     return reduced(partial), grad, aux_out
 
@@ -363,7 +359,7 @@ def _row_loss_graph(name: str, fns: tuple[str, str], logits: DaskLike, target: D
         elif kind == "prob":
             denom = float(math.prod(batch_shape)) if rw is None else rw.sum(dtype=np.float64)
         else:
-            parts = da.map_blocks(  # type: ignore[no-untyped-call]  # dask: unannotated
+            parts = da.map_blocks(
                 _class_weight_sum_block, t, *([] if rw is None else [rw]), weight=w, ignore_index=ignore,
                 num_classes=C, dtype=np.float64, chunks=tuple((1,) * len(c) for c in t.chunks),
                 meta=np.empty((0,) * t.ndim, dtype=np.float64),

@@ -71,7 +71,7 @@ def _private_writable_dir(path: str) -> bool:
 def _choose_cache() -> bool:
     """``True`` to compile with ``cache=True`` (after a fallback directory if needed), else ``False``."""
     try:
-        caching.FunctionCache(_probe)  # type: ignore[no-untyped-call]  # (numba.core.caching has no annotations)
+        caching.FunctionCache(_probe)
         return True
     except RuntimeError:  # "cannot cache function ...: no locator available"
         pass
@@ -94,7 +94,7 @@ def cache_location() -> str | None:
     """Where the kernels' compiled code is cached: a directory, or ``None`` (no disk cache)."""
     if not JIT_OPTIONS["cache"]:
         return None
-    return cast(str, caching.FunctionCache(_probe).cache_path)  # type: ignore[no-untyped-call]  # (no annotations)
+    return cast(str, caching.FunctionCache(_probe).cache_path)  # (numba.core.caching: no annotations)
 
 
 JIT_OPTIONS: dict[str, Any] = dict(
