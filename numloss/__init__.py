@@ -11,7 +11,7 @@ linear code.
 """
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import _registry
 
@@ -76,7 +76,7 @@ __all__ = sorted([*_SUBMODULE_OF, "nn"])
 _SUBMODULES = ("nn", "softmax", "sigmoid", "focal", "margin", "linear")
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:  # (a submodule or one of its names: typed by the imports above)
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
     module = _SUBMODULE_OF.get(name)
@@ -87,5 +87,5 @@ def __getattr__(name):
     return value
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))

@@ -3,13 +3,15 @@
 import argparse
 import json
 import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO, cast
 
 
-def _fmt(v, spec):
+def _fmt(v: object, spec: str) -> str:
     return format(v, spec) if v is not None else "-"
 
 
-def _print_table(rows, file):
+def _print_table(rows: list[dict[str, Any]], file: TextIO) -> None:
     """The logits rows; ``/f32`` is a half-precision row's time over the same case's float32 time."""
     float32 = {r["case"].rsplit(" ", 1)[0]: r["out_ms"] for r in rows if r["case"].endswith(" float32")}
     head = (f"{'case':<52} {'out ms':>8} {'GB/s':>6} {'%bnd':>5} {'inpl ms':>8} {'GB/s':>6} {'%bnd':>5} "
@@ -30,7 +32,7 @@ def _print_table(rows, file):
         )
 
 
-def _bench_arguments(parser):
+def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Throughput of every loss over representative shapes: wall time (minimum over repeats), effective "
         "bandwidth (logits read + gradient written [+ dense targets read]) and % of the bound set by a plain "
@@ -59,7 +61,7 @@ def _bench_arguments(parser):
                         help="with --plot: draw this --output file instead of running the bench")
 
 
-def bench(args):
+def bench(args: argparse.Namespace) -> int:
     import os
 
     if args.compare:
@@ -89,7 +91,7 @@ def bench(args):
           "untimed; `numloss warmup` compiles them all ahead, in parallel)", file=progress)
     rows, linear_rows, env = _bench.run_rounds(cases, linear, threads, rounds=args.rounds, repeat=args.repeat,
                                                contenders=contenders, progress=progress)
-    interop = None
+    interop: dict[str, dict[str, float]] | None = None
     if "torch" in contenders and not args.quick and args.filter in "interop":
         print("interop: a NumPy matmul, a PyTorch cross-entropy and numloss alternating in one process "
               f"({args.rounds} processes)", file=progress)
@@ -115,14 +117,14 @@ def bench(args):
     return 0
 
 
-def _check_arguments(parser):
+def _check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Self-test: every gradient against central finite differences (float64) and every loss against the "
         "NumPy baseline on random inputs, for float32 and float64.")
     parser.add_argument("--seed", type=int, default=0)
 
 
-def check(args):
+def check(args: argparse.Namespace) -> int:
     from ._check import run_checks
 
     failures = run_checks(seed=args.seed, out=sys.stdout)
@@ -130,7 +132,7 @@ def check(args):
     return 1 if failures else 0
 
 
-def _warmup_arguments(parser):
+def _warmup_arguments(parser: argparse.ArgumentParser) -> None:
     from . import _registry
 
     parser.description = (
@@ -144,7 +146,7 @@ def _warmup_arguments(parser):
                         + ", ".join(loss.name for loss in _registry.LOSSES) + ")")
 
 
-def warmup(args):
+def warmup(args: argparse.Namespace) -> int:
     from . import _registry
 
     losses = [name for name in args.losses.split(",") if name] or None
@@ -160,14 +162,14 @@ def warmup(args):
     return 0
 
 
-def _info_arguments(parser):
+def _info_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "What numloss runs on here: versions, the CPU and its vector features, Numba's threading layer, the "
         "BLAS and which path the fused linear CE takes, the kernel cache. Paste it into a bug report.")
     parser.add_argument("--json", action="store_true", help="as JSON")
 
 
-def info(args):
+def info(args: argparse.Namespace) -> int:
     from . import _info
 
     facts = _info.collect()
@@ -180,7 +182,7 @@ def info(args):
 
 
 #: name -> (one-line help, add its arguments, run it)
-COMMANDS = {
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "bench": ("throughput of every loss against NumPy, PyTorch and JAX", _bench_arguments, bench),
     "check": ("self-test against finite differences and the NumPy baseline", _check_arguments, check),
     "warmup": ("compile every kernel ahead of time (fills Numba's disk cache)", _warmup_arguments, warmup),
@@ -188,7 +190,7 @@ COMMANDS = {
 }
 
 
-def parser():
+def parser() -> argparse.ArgumentParser:
     """The ``numloss`` argument parser: one subcommand per entry of :data:`COMMANDS`."""
     from . import __version__
 
@@ -202,14 +204,14 @@ def parser():
     return top
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     top = parser()
     args = top.parse_args(sys.argv[1:] if argv is None else argv)
     if args.command is None:
         top.print_usage(sys.stderr)
         print("numloss: a COMMAND is needed (numloss --help lists them)", file=sys.stderr)
         return 2
-    return args.run(args)
+    return cast(int, args.run(args))  # run: a function of COMMANDS (set_defaults above)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ formulas, in the logits' dtype, with the (N, C) temporaries that NumPy needs.
 
 import numpy as np
 
+from ._typing import AnyArray
 
-def softmax_ce_with_grad(logits, target):
+
+def softmax_ce_with_grad(logits: AnyArray, target: AnyArray) -> tuple[np.floating, AnyArray]:
     """Mean softmax CE over integer targets and its gradient; logits (N, C)."""
     n = logits.shape[0]
     m = logits.max(axis=1, keepdims=True)
@@ -21,7 +23,7 @@ def softmax_ce_with_grad(logits, target):
     return loss, grad
 
 
-def sigmoid_ce_with_grad(logits, target):
+def sigmoid_ce_with_grad(logits: AnyArray, target: AnyArray) -> tuple[np.floating, AnyArray]:
     """Mean sigmoid CE (softplus form) and its gradient; any shape."""
     loss = (np.logaddexp(0, logits) - target * logits).mean()
     grad = (1 / (1 + np.exp(-logits)) - target) / logits.size

@@ -26,8 +26,27 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any, Protocol, TextIO, cast
 
 import numpy as np
+
+from ._typing import AnyArray, Float64Array, IndexArray, LossValue
+
+#: a case's ``(args, kwargs)``: the positional arrays (logits, target) and the keyword options of its call
+Call = tuple[tuple[AnyArray, ...], dict[str, Any]]
+#: a row of the report (the JSON of ``--output``): case facts and per-contender times
+Row = dict[str, Any]
+#: a PyTorch tensor (PyTorch is an optional peer: its module is imported where used, and passed in as a module)
+Tensor = Any
+
+
+class Timed(Protocol):
+    """One timed call: zero arguments, the result is discarded."""
+
+    def __call__(self) -> object: ...
+
 
 # ------------------------------------------------------------------ the cases
 
@@ -37,54 +56,57 @@ class Case:
     """One benchmark case.  ``family`` names the public function without ``_with_grad``."""
 
     family: str
-    shape: tuple
+    shape: tuple[int, ...]
     dtype: str = "float32"
     group: str = "plain"
-    options: tuple = ()  # ((name, value), ...) passed to the loss
+    options: tuple[tuple[str, Any], ...] = ()  # ((name, value), ...) passed to the loss
     quick: bool = False  # part of ``numloss bench --quick``
 
     @property
-    def label(self):
+    def label(self) -> str:
         dims = "x".join(str(d) for d in self.shape)
         return f"{self.family} {self.group} {dims} {self.dtype}"
 
     @property
-    def kwargs(self):
+    def kwargs(self) -> dict[str, Any]:
         return dict(self.options)
 
 
+#: a family's input builder: ``builder(case, rng) -> (args, kwargs)``
+Builder = Callable[[Case, np.random.Generator], Call]
+
 #: family -> (build inputs, bytes moved per call besides logits+grad, peers)
-FAMILIES: dict = {}
+FAMILIES: dict[str, Builder] = {}
 
 
-def family(name):
+def family(name: str) -> Callable[[Builder], Builder]:
     """Register an input builder for a family: ``builder(case, rng) -> (args, kwargs)``."""
 
-    def register(builder):
+    def register(builder: Builder) -> Builder:
         FAMILIES[name] = builder
         return builder
 
     return register
 
 
-def np_dtype(name):
+def np_dtype(name: str) -> np.dtype[Any]:
     """The NumPy dtype called ``name``; "bfloat16" is ``ml_dtypes.bfloat16`` (imported here, when asked for)."""
     if name == "bfloat16":
         import ml_dtypes
 
-        return np.dtype(ml_dtypes.bfloat16)
+        return cast("np.dtype[Any]", np.dtype(ml_dtypes.bfloat16))  # ml_dtypes' bfloat16 is typed Any
     return np.dtype(name)
 
 
-def is_half(name):
+def is_half(name: str) -> bool:
     return name in ("float16", "bfloat16")
 
 
-def _weights(c, rng):
+def _weights(c: int, rng: np.random.Generator) -> Float64Array:
     return rng.uniform(0.5, 2.0, size=c)
 
 
-def _row_options(opts, n, rng):
+def _row_options(opts: dict[str, Any], n: int, rng: np.random.Generator) -> dict[str, Any]:
     """The per-row option groups: ``sample_weight`` (one weight per row, a tenth of them 0) and ``where``
     (a tenth of the rows masked), each costed against the plain kernel; and ``aux`` (the log-sum-exp out)."""
     if opts.pop("row_weights", False):
@@ -95,7 +117,7 @@ def _row_options(opts, n, rng):
 
 
 @family("softmax_cross_entropy")
-def _build_softmax(case, rng):
+def _build_softmax(case: Case, rng: np.random.Generator) -> Call:
     n, c = case.shape
     x = (rng.standard_normal((n, c), dtype=np.float32) * 2).astype(np_dtype(case.dtype), copy=False)
     opts = case.kwargs
@@ -111,7 +133,7 @@ def _build_softmax(case, rng):
 
 
 @family("sigmoid_cross_entropy")
-def _build_sigmoid(case, rng):
+def _build_sigmoid(case: Case, rng: np.random.Generator) -> Call:
     n, c = case.shape
     x = (rng.standard_normal((n, c), dtype=np.float32) * 2).astype(np_dtype(case.dtype), copy=False)
     t = (rng.random((n, c)) < 0.3).astype(x.dtype)
@@ -154,12 +176,12 @@ CASES = (
 )
 
 
-def make_inputs(case, seed=0):
+def make_inputs(case: Case, seed: int = 0) -> Call:
     """``(args, kwargs)`` for the case's loss; arrays are filled eagerly."""
     return FAMILIES[case.family](case, np.random.default_rng(seed))
 
 
-def bytes_moved(case, args):
+def bytes_moved(case: Case, args: tuple[AnyArray, ...]) -> int:
     """Logits read + gradient written (+ dense targets read)."""
     x, t = args[0], args[1]
     moved = 2 * x.nbytes
@@ -168,7 +190,7 @@ def bytes_moved(case, args):
     return moved
 
 
-def numloss_call(case, args, kwargs, in_place):
+def numloss_call(case: Case, args: tuple[AnyArray, ...], kwargs: dict[str, Any], in_place: bool) -> Timed:
     """A zero-argument callable running the case once with numloss."""
     import numloss
 
@@ -185,7 +207,7 @@ def numloss_call(case, args, kwargs, in_place):
 # ---------------------------------------------------------------- the peers
 
 
-def numpy_call(case, args, kwargs):
+def numpy_call(case: Case, args: tuple[AnyArray, ...], kwargs: dict[str, Any]) -> Timed | None:
     from . import _baseline
 
     if case.group != "plain" or is_half(case.dtype):
@@ -197,14 +219,14 @@ def numpy_call(case, args, kwargs):
     return None
 
 
-def _torch_tensor(torch, a, dtype):
+def _torch_tensor(torch: ModuleType, a: AnyArray, dtype: str) -> Tensor:
     """``a`` as a tensor of ``dtype`` (a bfloat16 array through float32: ``from_numpy`` has no bfloat16)."""
     if dtype == "bfloat16":
         return torch.from_numpy(a.astype(np.float32)).to(torch.bfloat16)
     return torch.from_numpy(a)
 
 
-def torch_call(case, args, kwargs, threads):
+def torch_call(case: Case, args: tuple[AnyArray, ...], kwargs: dict[str, Any], threads: int) -> Timed | None:
     try:
         import torch
         import torch.nn.functional as F
@@ -215,8 +237,9 @@ def torch_call(case, args, kwargs, threads):
     torch.set_num_threads(threads)
     x = _torch_tensor(torch, args[0], case.dtype)
     t = _torch_tensor(torch, args[1], case.dtype) if args[1].shape == args[0].shape else torch.from_numpy(args[1])
-    kw = {k: (torch.from_numpy(np.asarray(v, dtype=args[0].dtype)) if isinstance(v, np.ndarray) else v)
-          for k, v in kwargs.items()}
+    kw: dict[str, Any] = {k: (torch.from_numpy(np.asarray(v, dtype=args[0].dtype)) if isinstance(v, np.ndarray) else v)
+                          for k, v in kwargs.items()}
+    loss_fn: Callable[..., Tensor]
     if case.family == "softmax_cross_entropy":
         loss_fn = F.cross_entropy
     elif case.family == "sigmoid_cross_entropy":
@@ -226,7 +249,7 @@ def torch_call(case, args, kwargs, threads):
     else:
         return None
 
-    def run():
+    def run() -> tuple[Tensor, Tensor]:
         xr = x.detach().requires_grad_()
         loss = loss_fn(xr, t, **kw)
         loss.backward()
@@ -235,7 +258,7 @@ def torch_call(case, args, kwargs, threads):
     return run
 
 
-def jax_call(case, args, kwargs):
+def jax_call(case: Case, args: tuple[AnyArray, ...], kwargs: dict[str, Any]) -> list[Timed] | None:
     try:
         import jax
         import jax.numpy as jnp
@@ -243,13 +266,14 @@ def jax_call(case, args, kwargs):
         return None
     if case.group != "plain":
         return None
-    if case.dtype == "float64" and not jax.config.jax_enable_x64:
+    # (cast: a run-time flag, with no entry in jax's stubs)
+    if case.dtype == "float64" and not cast(Any, jax.config).jax_enable_x64:
         return None
     x = jax.device_put(args[0])
     t = jax.device_put(args[1])
-    forms = []
+    forms: list[Callable[[jax.Array, jax.Array], jax.Array]] = []
     if case.family == "softmax_cross_entropy":
-        def plain(x, t):
+        def plain(x: jax.Array, t: jax.Array) -> jax.Array:
             lse = jax.nn.logsumexp(x, axis=-1)
             return jnp.mean(lse - jnp.take_along_axis(x, t[:, None], axis=-1)[:, 0])
         forms.append(plain)
@@ -260,7 +284,7 @@ def jax_call(case, args, kwargs):
         except ImportError:
             pass
     elif case.family == "sigmoid_cross_entropy":
-        def plain(x, t):
+        def plain(x: jax.Array, t: jax.Array) -> jax.Array:
             return jnp.mean(jax.nn.softplus(x) - t * x)
         forms.append(plain)
         try:
@@ -271,7 +295,7 @@ def jax_call(case, args, kwargs):
             pass
     else:
         return None
-    calls = []
+    calls: list[Timed] = []
     for f in forms:
         vg = jax.jit(jax.value_and_grad(f))
         calls.append(lambda vg=vg: jax.block_until_ready(vg(x, t)))
@@ -281,7 +305,8 @@ def jax_call(case, args, kwargs):
 # ------------------------------------------------------------------ timing
 
 
-def best_time(fn, repeat=7, progress=None, progress_after=1.0):
+def best_time(fn: Timed, repeat: int = 7, progress: Callable[[str], object] | None = None,
+              progress_after: float = 1.0) -> float:
     """Minimum wall time of one call over ``repeat`` rounds (after a warm-up call; a call over a second ends
     the rounds).  ``progress(text)``, if given, hears of every call longer than ``progress_after`` seconds,
     so a row that takes minutes shows where it is."""
@@ -303,7 +328,7 @@ def best_time(fn, repeat=7, progress=None, progress_after=1.0):
     return best
 
 
-def streaming_bandwidth(nbytes, repeat=7):
+def streaming_bandwidth(nbytes: int, repeat: int = 7) -> float:
     """Bytes/s of a Numba ``prange`` loop ``b[i] = 1.5 * a[i]`` over ``nbytes / 2`` per array."""
     from ._kernels.stream import scale_copy
 
@@ -326,17 +351,20 @@ def streaming_bandwidth(nbytes, repeat=7):
 class LinearCase:
     """One linear_cross_entropy case: ``shape = (N, D, V)``."""
 
-    shape: tuple
+    shape: tuple[int, ...]
     dtype: str = "float32"
     bias: bool = False
     quick: bool = False
     family: str = "linear_cross_entropy"
 
     @property
-    def label(self):
+    def label(self) -> str:
         dims = "x".join(str(d) for d in self.shape)
         return f"{self.family} {'bias' if self.bias else 'plain'} {dims} {self.dtype}"
 
+
+#: a :class:`LinearCase`'s ``(hidden, weight, target, bias or None)``
+LinearInputs = tuple[AnyArray, AnyArray, IndexArray, AnyArray | None]
 
 LINEAR_CASES = [
     LinearCase((1024, 256, 8000), quick=True),
@@ -346,7 +374,7 @@ LINEAR_CASES = [
 ]
 
 
-def make_linear_inputs(case, seed=0):
+def make_linear_inputs(case: LinearCase, seed: int = 0) -> LinearInputs:
     """``(hidden, weight, target, bias)`` for a :class:`LinearCase`, filled eagerly."""
     n, d, v = case.shape
     rng = np.random.default_rng(seed)
@@ -358,16 +386,18 @@ def make_linear_inputs(case, seed=0):
     return hidden, weight, target, bias
 
 
-def linear_calls(case, inputs, threads, peers=True, methods=("numloss", "numpy", "torch", "torch_chunked")):
+def linear_calls(case: LinearCase, inputs: LinearInputs, threads: int, peers: bool = True,
+                 methods: Sequence[str] = ("numloss", "numpy", "torch", "torch_chunked")) -> dict[str, Timed]:
     """``{name: zero-argument callable}``: numloss, the materialising NumPy path, PyTorch (both forms)."""
     import numloss
 
     hidden, weight, target, bias = inputs
-    calls = {"numloss": lambda: numloss.linear_cross_entropy_with_grad(hidden, weight, target, bias=bias)}
+    calls: dict[str, Timed] = {
+        "numloss": lambda: numloss.linear_cross_entropy_with_grad(hidden, weight, target, bias=bias)}
     if not peers:
         return calls
 
-    def materialising():
+    def materialising() -> tuple[LossValue, tuple[AnyArray, AnyArray, AnyArray | None]]:
         logits = hidden @ weight.T
         if bias is not None:
             logits += bias
@@ -388,7 +418,7 @@ def linear_calls(case, inputs, threads, peers=True, methods=("numloss", "numpy",
     tt = torch.from_numpy(target)
     tb = _torch_tensor(torch, bias, case.dtype) if bias is not None else None
 
-    def torch_run(chunked):
+    def torch_run(chunked: bool) -> tuple[Tensor, Tensor, Tensor]:
         h = th.detach().requires_grad_()
         w = tw.detach().requires_grad_()
         b = tb.detach().requires_grad_() if tb is not None else None
@@ -405,7 +435,7 @@ def linear_calls(case, inputs, threads, peers=True, methods=("numloss", "numpy",
     return calls
 
 
-def print_linear_table(rows, file):
+def print_linear_table(rows: list[Row], file: TextIO) -> None:
     """The linear_cross_entropy rows: ms per forward+backward, GFLOP/s of numloss, x = peer time / ours."""
     if not rows:
         return
@@ -415,7 +445,7 @@ def print_linear_table(rows, file):
     print(head, file=file)
     print("-" * len(head), file=file)
 
-    def f(v, spec):
+    def f(v: object, spec: str) -> str:
         return format(v, spec) if v is not None else "-"
 
     for r in rows:
@@ -432,7 +462,7 @@ def print_linear_table(rows, file):
 
 
 @family("sigmoid_focal_loss")
-def _build_sigmoid_focal(case, rng):
+def _build_sigmoid_focal(case: Case, rng: np.random.Generator) -> Call:
     n, c = case.shape
     x = rng.standard_normal((n, c), dtype=np.float32).astype(case.dtype, copy=False) * 2
     t = (rng.random((n, c)) < 0.05).astype(case.dtype)  # sparse positives, as in detection
@@ -440,13 +470,13 @@ def _build_sigmoid_focal(case, rng):
 
 
 @family("softmax_focal_loss")
-def _build_softmax_focal(case, rng):
+def _build_softmax_focal(case: Case, rng: np.random.Generator) -> Call:
     n, c = case.shape
     x = rng.standard_normal((n, c), dtype=np.float32).astype(case.dtype, copy=False) * 2
     return (x, rng.integers(0, c, size=n)), case.kwargs
 
 
-def _build_cosines(case, rng):
+def _build_cosines(case: Case, rng: np.random.Generator) -> Call:
     n, c = case.shape
     cos = rng.uniform(-0.3, 0.9, size=(n, c)).astype(case.dtype)
     return (cos, rng.integers(0, c, size=n)), case.kwargs
@@ -456,8 +486,9 @@ family("cosface_cross_entropy")(_build_cosines)
 family("arcface_cross_entropy")(_build_cosines)
 
 
-def _torch_sigmoid_focal(torch, F):
-    def loss(x, t, alpha=0.25, gamma=2.0):  # torchvision.ops.sigmoid_focal_loss(..., reduction="mean")
+def _torch_sigmoid_focal(torch: ModuleType, F: ModuleType) -> Callable[..., Tensor]:
+    def loss(x: Tensor, t: Tensor, alpha: float | None = 0.25,
+             gamma: float = 2.0) -> Tensor:  # torchvision.ops.sigmoid_focal_loss(..., reduction="mean")
         p = torch.sigmoid(x)
         ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
         p_t = p * t + (1 - p) * (1 - t)
@@ -469,26 +500,27 @@ def _torch_sigmoid_focal(torch, F):
     return loss
 
 
-def _torch_softmax_focal(torch, F):
-    def loss(x, t, gamma=2.0):
+def _torch_softmax_focal(torch: ModuleType, F: ModuleType) -> Callable[..., Tensor]:
+    def loss(x: Tensor, t: Tensor, gamma: float = 2.0) -> Tensor:
         logp_y = F.log_softmax(x, dim=-1).gather(1, t[:, None])[:, 0]
         return (-((1 - logp_y.exp()) ** gamma) * logp_y).mean()
 
     return loss
 
 
-def _torch_cosface(torch, F):
-    def loss(cos, t, scale=30.0, margin=0.35, **kw):
+def _torch_cosface(torch: ModuleType, F: ModuleType) -> Callable[..., Tensor]:
+    def loss(cos: Tensor, t: Tensor, scale: float = 30.0, margin: float = 0.35, **kw: Any) -> Tensor:
         onehot = F.one_hot(t, cos.shape[-1]).to(cos.dtype)
         return F.cross_entropy(scale * (cos - margin * onehot), t, **kw)
 
     return loss
 
 
-def _torch_arcface(torch, F):
+def _torch_arcface(torch: ModuleType, F: ModuleType) -> Callable[..., Tensor]:
     import math
 
-    def loss(cos, t, scale=64.0, margin=0.5, **kw):  # insightface's ArcFace margin with the exact gradient
+    def loss(cos: Tensor, t: Tensor, scale: float = 64.0, margin: float = 0.5,
+             **kw: Any) -> Tensor:  # insightface's ArcFace margin with the exact gradient
         onehot = F.one_hot(t, cos.shape[-1]).to(cos.dtype)
         c = cos.clamp(-1, 1)
         phi = c * math.cos(margin) - torch.sqrt((1 - c * c).clamp_min(1e-12)) * math.sin(margin)
@@ -523,14 +555,14 @@ CASES += (
 CONTENDERS = ("numloss", "numpy", "torch", "jax")
 
 
-def installed_contenders():
+def installed_contenders() -> tuple[str, ...]:
     """The contenders whose packages import here (numloss and NumPy always)."""
     import importlib.util
 
     return tuple(c for c in CONTENDERS if c in ("numloss", "numpy") or importlib.util.find_spec(c) is not None)
 
 
-def thread_env(threads):
+def thread_env(threads: int) -> dict[str, str]:
     """Environment for a contender's process: every thread pool sized to ``threads`` before anything starts."""
     env = dict(os.environ)
     for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -543,14 +575,14 @@ def thread_env(threads):
     return env
 
 
-def pin_to_cores(threads):
+def pin_to_cores(threads: int) -> list[int]:
     """Restrict this process to its first ``threads`` allowed cores; returns the cores."""
     cores = sorted(os.sched_getaffinity(0))[:threads]
     os.sched_setaffinity(0, cores)
     return cores
 
 
-def _logits_times(contender, case, threads, repeat):
+def _logits_times(contender: str, case: Case, threads: int, repeat: int) -> dict[str, float]:
     """``{key: seconds}`` for one logits case with one contender (empty if it has no such call)."""
     args, kwargs = make_inputs(case)
     if contender == "numloss":
@@ -569,12 +601,12 @@ def _logits_times(contender, case, threads, repeat):
     return {"jax": min(best_time(f, repeat=repeat, progress=_progress("jax")) for f in fns)} if fns else {}
 
 
-def _progress(name):
+def _progress(name: str) -> Callable[[str], None]:
     """A ``best_time`` progress callback: one indented line on stderr (the worker's stderr is the terminal)."""
     return lambda text: print(f"      {name}: {text}", file=sys.stderr, flush=True)
 
 
-def _linear_times(contender, case, threads, repeat):
+def _linear_times(contender: str, case: LinearCase, threads: int, repeat: int) -> dict[str, float]:
     names = {"numloss": ("numloss",), "numpy": ("numpy",), "torch": ("torch", "torch_chunked")}.get(contender, ())
     if not names:
         return {}
@@ -583,7 +615,7 @@ def _linear_times(contender, case, threads, repeat):
             for name in names if name in calls}
 
 
-def contender_threads(contender):
+def contender_threads(contender: str) -> dict[str, object]:
     """What the contender's own thread pool reports in this process (after :func:`thread_env`)."""
     if contender == "numloss":
         import numba
@@ -607,7 +639,7 @@ def contender_threads(contender):
         return {"blas_threads": "OPENBLAS_NUM_THREADS/OMP_NUM_THREADS"}
 
 
-def worker_main(argv):
+def worker_main(argv: Sequence[str]) -> int:
     """``python -m numloss._bench CONTENDER THREADS REPEAT LABEL...``: one JSON object on stdout."""
     contender, threads, repeat, labels = argv[0], int(argv[1]), int(argv[2]), argv[3:]
     cores = pin_to_cores(threads)
@@ -621,10 +653,11 @@ def worker_main(argv):
     elif contender == "jax":
         import jax
 
-        jax.config.update("jax_enable_x64", True)  # float64 cases in float64 (float32 arrays stay float32)
-    by_label = {c.label: c for c in CASES}
+        # float64 cases in float64 (float32 arrays stay float32)
+        jax.config.update("jax_enable_x64", True)
+    by_label: dict[str, Case | LinearCase] = {c.label: c for c in CASES}
     by_label.update({c.label: c for c in LINEAR_CASES})
-    result = {"contender": contender, "cores": cores, "times": {}}
+    result: dict[str, Any] = {"contender": contender, "cores": cores, "times": {}}
     for label in labels:
         case = by_label[label]
         print(f"    {contender}: {label} ...", file=sys.stderr, flush=True)
@@ -638,15 +671,15 @@ def worker_main(argv):
     return 0
 
 
-def _run_worker(contender, labels, threads, repeat):
+def _run_worker(contender: str, labels: Sequence[str], threads: int, repeat: int) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, "-m", "numloss._bench", contender, str(threads), str(repeat), *labels],
                           env=thread_env(threads), stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"the {contender} benchmark process failed (exit status {proc.returncode})")
-    return json.loads(proc.stdout)
+    return cast("dict[str, Any]", json.loads(proc.stdout))  # worker_main's JSON object
 
 
-def environment(threads, worker_threads):
+def environment(threads: int, worker_threads: dict[str, Any]) -> dict[str, Any]:
     """The facts two bench runs must share to be compared: versions, CPU, threads."""
     import numba
 
@@ -670,7 +703,7 @@ def environment(threads, worker_threads):
 TIME_KEYS = ("out_ms", "inplace_ms", "numloss_ms", "bound_ms", "numpy_ms", "torch_ms", "torch_chunked_ms", "jax_ms")
 
 
-def compare_reports(old, new, threshold=0.10):
+def compare_reports(old: dict[str, Any], new: dict[str, Any], threshold: float = 0.10) -> str:
     """A table of ``NEW / OLD`` per case and time column of two ``numloss bench --output`` reports.
 
     Rows are matched by case label; a ratio beyond ``1 +- threshold`` is
@@ -703,7 +736,7 @@ def compare_reports(old, new, threshold=0.10):
     return "\n".join(lines)
 
 
-def format_environment(env):
+def format_environment(env: dict[str, Any]) -> str:
     """Two lines for the top of the table."""
     peers = "; ".join(f"{name}: " + ", ".join(f"{k} {v}" for k, v in info.items())
                       for name, info in env["contenders"].items())
@@ -712,7 +745,9 @@ def format_environment(env):
             f"{env['threads']} thread(s) per contender\n{peers}")
 
 
-def run_rounds(cases, linear_cases, threads, rounds=3, repeat=7, contenders=None, progress=None):
+def run_rounds(cases: Sequence[Case], linear_cases: Sequence[LinearCase], threads: int, rounds: int = 3,
+               repeat: int = 7, contenders: tuple[str, ...] | None = None, progress: TextIO | None = None
+               ) -> tuple[list[Row], list[Row], dict[str, Any]]:
     """Time every case with every contender, each contender in a fresh process per round.
 
     Returns ``(rows, linear_rows, environment)``.  The contenders' order
@@ -721,8 +756,8 @@ def run_rounds(cases, linear_cases, threads, rounds=3, repeat=7, contenders=None
     """
     contenders = installed_contenders() if contenders is None else contenders
     labels = [c.label for c in cases] + [c.label for c in linear_cases]
-    samples = {label: {} for label in labels}
-    worker_threads = {}
+    samples: dict[str, dict[str, Any]] = {label: {} for label in labels}  # label -> {"bytes": n, key: [ms, ...]}
+    worker_threads: dict[str, Any] = {}
     for r in range(rounds):
         order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
         for contender in order:
@@ -737,11 +772,12 @@ def run_rounds(cases, linear_cases, threads, rounds=3, repeat=7, contenders=None
                         samples[label]["bytes"] = t
                     else:
                         samples[label].setdefault(key, []).append(t * 1e3)
-    rows = []
+    rows: list[Row] = []
+    case: Case | LinearCase  # a Case in the first loop, a LinearCase in the second
     for case in cases:
         got = dict(samples[case.label])
-        row = dict(case=case.label, family=case.family, group=case.group, shape=list(case.shape),
-                   dtype=case.dtype, threads=threads, rounds=rounds, bytes=got.pop("bytes"))
+        row: Row = dict(case=case.label, family=case.family, group=case.group, shape=list(case.shape),
+                        dtype=case.dtype, threads=threads, rounds=rounds, bytes=got.pop("bytes"))
         for key, values in got.items():
             row[f"{key}_ms"] = min(values)
             row[f"{key}_ms_median"] = statistics.median(values)
@@ -754,7 +790,7 @@ def run_rounds(cases, linear_cases, threads, rounds=3, repeat=7, contenders=None
             row[f"x_{peer}"] = row[f"{peer}_ms"] / best if f"{peer}_ms" in row else None
             row.setdefault(f"{peer}_ms", None)
         rows.append(row)
-    linear_rows = []
+    linear_rows: list[Row] = []
     for case in linear_cases:
         n, d, v = case.shape
         row = dict(case=case.label, family=case.family, shape=list(case.shape), dtype=case.dtype, threads=threads,
@@ -772,7 +808,7 @@ def run_rounds(cases, linear_cases, threads, rounds=3, repeat=7, contenders=None
 # ==================================================================== a training loop's three thread pools
 
 
-def interop_times(threads, iterations=60):
+def interop_times(threads: int, iterations: int = 60) -> dict[str, float]:
     """One process, the pattern of a training step: a NumPy matmul (OpenBLAS's pool), a PyTorch
     cross-entropy forward + backward (its OpenMP pool) and a numloss call (Numba's TBB pool).
 
@@ -796,15 +832,15 @@ def interop_times(threads, iterations=60):
     g = np.empty_like(x)
     tx, ty = torch.from_numpy(x.copy()), torch.from_numpy(y)
 
-    def torch_op():
+    def torch_op() -> None:
         xr = tx.detach().requires_grad_()
         F.cross_entropy(xr, ty).backward()
 
-    ops = {"matmul": lambda: a @ b, "torch": torch_op,
-           "numloss": lambda: numloss.softmax_cross_entropy_with_grad(x, y, out=g)}
+    ops: dict[str, Timed] = {"matmul": lambda: a @ b, "torch": torch_op,
+                             "numloss": lambda: numloss.softmax_cross_entropy_with_grad(x, y, out=g)}
 
-    def loop(names):
-        times = {name: [] for name in names}
+    def loop(names: list[str]) -> dict[str, float]:
+        times: dict[str, list[float]] = {name: [] for name in names}
         for _ in range(iterations):
             for name in names:
                 t0 = time.perf_counter()
@@ -814,7 +850,7 @@ def interop_times(threads, iterations=60):
 
     for fn in ops.values():
         fn()
-    result = {}
+    result: dict[str, float] = {}
     for name in ops:
         result[f"{name}_alone"] = loop([name])[name]
     for name, ms in loop(["matmul", "torch"]).items():
@@ -824,7 +860,7 @@ def interop_times(threads, iterations=60):
     return result
 
 
-def interop_main(argv):
+def interop_main(argv: Sequence[str]) -> int:
     """``python -m numloss._bench interop THREADS``: pinned like a contender; one JSON object on stdout."""
     threads = int(argv[0])
     pin_to_cores(threads)
@@ -835,10 +871,10 @@ def interop_main(argv):
     return 0
 
 
-def run_interop(threads, rounds=3, env=None):
+def run_interop(threads: int, rounds: int = 3, env: dict[str, str] | None = None) -> dict[str, float]:
     """:func:`interop_times` in ``rounds`` fresh processes: the minimum over processes of each median,
     and the three ratios (matmul and PyTorch with numloss / without; numloss in the loop / alone)."""
-    samples = {}
+    samples: dict[str, list[float]] = {}
     for _ in range(rounds):
         proc = subprocess.run([sys.executable, "-m", "numloss._bench", "interop", str(threads)],
                               env=env or thread_env(threads), stdout=subprocess.PIPE, text=True)
@@ -853,7 +889,7 @@ def run_interop(threads, rounds=3, env=None):
     return row
 
 
-def print_interop(row, setting, file):
+def print_interop(row: dict[str, float], setting: str, file: TextIO) -> None:
     """The training-loop row: each op's median ms alone, in the loop without numloss, and with it."""
     print(file=file)
     print(f"training-loop pattern, one process, {setting} (768x768 float32 matmul; PyTorch and numloss "
@@ -862,7 +898,7 @@ def print_interop(row, setting, file):
     print(head, file=file)
     print("-" * len(head), file=file)
     for op, ratio in (("matmul", "x_matmul"), ("torch", "x_torch"), ("numloss", "x_numloss")):
-        without = row.get(f"{op}_without_numloss")
+        without: float | str | None = row.get(f"{op}_without_numloss")
         without = f"{without:.2f}" if without is not None else "-"
         print(f"{op:<10} {row[op + '_alone']:>8.2f} {without:>21} {row[op + '_with_numloss']:>18.2f} "
               f"{row[ratio]:>6.2f}", file=file)
@@ -878,7 +914,7 @@ if __name__ == "__main__":
 # ==================================================================== --plot
 
 
-def plot_report(report, path):
+def plot_report(report: dict[str, Any], path: str | os.PathLike[str]) -> str | os.PathLike[str]:
     """Draw a bench report (the ``--output`` JSON's dict) to ``path``: per case, each contender's time and the
     streaming bound, on a log scale (matplotlib, the ``plot`` extra; imported here only)."""
     import matplotlib

@@ -21,8 +21,12 @@ import ctypes
 import glob
 import os
 import threading
+from typing import Any, TypedDict
 
 import numpy as np
+from numpy.typing import DTypeLike
+
+from ._typing import AnyArray
 
 _CBLAS_ROW_MAJOR = 101
 _CBLAS_NO_TRANS = 111
@@ -31,18 +35,24 @@ _CBLAS_TRANS = 112
 #: (symbol prefix, integer type) in order of preference
 _CANDIDATES = (("scipy_cblas_{}gemm64_", ctypes.c_int64), ("scipy_cblas_{}gemm", ctypes.c_int32))
 
-_state = {"loaded": False, "gemm": {}}
+
+class _State(TypedDict):
+    loaded: bool
+    gemm: dict[np.dtype[Any], Any]  # dtype -> its cblas_?gemm (a ctypes function)
+
+
+_state: _State = {"loaded": False, "gemm": {}}
 _lock = threading.Lock()
 #: set to False (e.g. in tests) to force the NumPy-only fallback
 enabled = True
 
 
-def _numpy_blas_libraries():
+def _numpy_blas_libraries() -> list[str]:
     root = os.path.dirname(os.path.dirname(np.__file__))
     return sorted(glob.glob(os.path.join(root, "numpy.libs", "libscipy_openblas*.so*")))
 
 
-def _load():
+def _load() -> None:
     with _lock:
         if _state["loaded"]:
             return
@@ -69,7 +79,7 @@ def _load():
         _state["loaded"] = True
 
 
-def available(dtype):
+def available(dtype: DTypeLike) -> bool:
     """Whether :func:`gemm_tn_accumulate` can run for ``dtype``."""
     if not enabled:
         return False
@@ -78,7 +88,7 @@ def available(dtype):
     return np.dtype(dtype) in _state["gemm"]
 
 
-def gemm_tn_accumulate(a, b, c, beta):
+def gemm_tn_accumulate(a: AnyArray, b: AnyArray, c: AnyArray, beta: float) -> AnyArray:
     """``c = a.T @ b + beta * c`` in place; ``a (K, M)``, ``b (K, N)``, ``c (M, N)``, all C-contiguous.
 
     The caller checks :func:`available` first.  ``beta = 0`` overwrites ``c``

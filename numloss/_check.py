@@ -6,33 +6,47 @@ loss against the ``_with_grad`` loss, float32 against float64, and the plain
 cases against the NumPy baseline.
 """
 
+from collections.abc import Callable
+from typing import Any, TextIO, cast
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
+
+from ._typing import AnyArray
+
+#: a builder's ``(args, kwargs)``: the positional arrays (logits first) and the keyword options of one call
+Call = tuple[tuple[AnyArray, ...], dict[str, Any]]
+#: ``builder(rng, dtype) -> (args, kwargs)``
+Builder = Callable[[np.random.Generator, DTypeLike], Call]
+#: ``report(ok, what)``: counts a failure, prints a line
+Report = Callable[[bool | np.bool_, str], None]
 
 #: (label, function name, builder(rng, dtype) -> (args, kwargs))
-CHECKS: list = []
+CHECKS: list[tuple[str, str, Builder]] = []
 
 
-def register(label, name):
-    def deco(builder):
+def register(label: str, name: str) -> Callable[[Builder], Builder]:
+    def deco(builder: Builder) -> Builder:
         CHECKS.append((label, name, builder))
         return builder
 
     return deco
 
 
-def _logits(rng, shape, dtype):
+def _logits(rng: np.random.Generator, shape: tuple[int, ...], dtype: DTypeLike) -> AnyArray:
     return (rng.standard_normal(shape) * 2).astype(dtype)
 
 
-for _label, _opts in [
+# (the casts: the option dicts differ in their value types, which mypy would join to object)
+for _label, _opts in cast("list[tuple[str, dict[str, Any]]]", [
     ("plain", {}),
     ("weight+ignore_index", {"weight": "w", "ignore_index": 1}),
     ("label_smoothing", {"label_smoothing": 0.2}),
     ("z_loss", {"z_loss": 1e-2}),
     ("softcap", {"softcap": 2.0}),
     ("sum", {"reduction": "sum"}),
-]:
-    def _softmax_builder(rng, dtype, _opts=_opts):
+]):
+    def _softmax_builder(rng: np.random.Generator, dtype: DTypeLike, _opts: dict[str, Any] = _opts) -> Call:
         kw = dict(_opts)
         if kw.get("weight") == "w":
             kw["weight"] = rng.uniform(0.5, 2, 7)
@@ -42,12 +56,13 @@ for _label, _opts in [
 
 
 @register("softmax probability targets", "softmax_cross_entropy")
-def _softmax_prob(rng, dtype):
+def _softmax_prob(rng: np.random.Generator, dtype: DTypeLike) -> Call:
     return (_logits(rng, (5, 7), dtype), rng.dirichlet(np.ones(7), 5).astype(dtype)), {}
 
 
-for _label, _opts in [("plain", {}), ("weight+pos_weight", {"w": True}), ("none", {"reduction": "none"})]:
-    def _sigmoid_builder(rng, dtype, _opts=_opts):
+for _label, _opts in cast("list[tuple[str, dict[str, Any]]]",
+                         [("plain", {}), ("weight+pos_weight", {"w": True}), ("none", {"reduction": "none"})]):
+    def _sigmoid_builder(rng: np.random.Generator, dtype: DTypeLike, _opts: dict[str, Any] = _opts) -> Call:
         kw = dict(_opts)
         if kw.pop("w", False):
             kw["weight"] = rng.uniform(0.5, 2, 7)
@@ -57,7 +72,7 @@ for _label, _opts in [("plain", {}), ("weight+pos_weight", {"w": True}), ("none"
     register(f"sigmoid {_label}", "sigmoid_cross_entropy")(_sigmoid_builder)
 
 
-def _finite_difference(f, x, h=1e-6):
+def _finite_difference(f: Callable[..., ArrayLike], x: AnyArray, h: float = 1e-6) -> AnyArray:
     g = np.zeros_like(x)
     flat, gflat = x.reshape(-1), g.reshape(-1)
     for k in range(flat.size):
@@ -71,14 +86,14 @@ def _finite_difference(f, x, h=1e-6):
     return g
 
 
-def run_checks(seed=0, out=None):
+def run_checks(seed: int = 0, out: TextIO | None = None) -> int:
     import numloss
 
     from . import _baseline
 
     failures = 0
 
-    def report(ok, what):
+    def report(ok: bool | np.bool_, what: str) -> None:
         nonlocal failures
         failures += not ok
         if out is not None:
@@ -87,6 +102,7 @@ def run_checks(seed=0, out=None):
     from . import _registry
 
     checked = {name for _, name, _ in CHECKS} | {"linear_cross_entropy"}  # linear: run_linear_checks
+    loss: Any  # a registry record here, a loss value below
     for loss in _registry.LOSSES:  # the registry is the list of losses: each must have its checks here
         report(loss.name in checked, f"{loss.name}: has self-test cases")
 
@@ -129,11 +145,12 @@ def run_checks(seed=0, out=None):
 # float64, and against the materialising path (logits, then softmax CE).
 
 
-def run_linear_checks(report, rng):
+def run_linear_checks(report: Report, rng: np.random.Generator) -> None:
     import numloss
 
-    opts = [("plain", {}), ("weight_classes+ignore_index+bias", {"wc": True, "ignore_index": 1, "bias": True}),
-            ("label_smoothing+z_loss+softcap", {"label_smoothing": 0.1, "z_loss": 1e-2, "softcap": 3.0})]
+    opts: list[tuple[str, dict[str, Any]]] = [
+        ("plain", {}), ("weight_classes+ignore_index+bias", {"wc": True, "ignore_index": 1, "bias": True}),
+        ("label_smoothing+z_loss+softcap", {"label_smoothing": 0.1, "z_loss": 1e-2, "softcap": 3.0})]
     for label, opts_ in opts:
         r = np.random.default_rng(rng.integers(2**32))
         kw = dict(opts_)
@@ -146,7 +163,8 @@ def run_linear_checks(report, rng):
         loss, grads = numloss.linear_cross_entropy_with_grad(hidden, weight, target, chunk_size=2, **kw)
         named = [("hidden", hidden), ("weight", weight)] + ([("bias", kw["bias"])] if "bias" in kw else [])
         for (name, arr), grad in zip(named, grads, strict=False):
-            def f(z, name=name, hidden=hidden, weight=weight, target=target, kw=kw):
+            def f(z: AnyArray, name: str = name, hidden: AnyArray = hidden, weight: AnyArray = weight,
+                  target: AnyArray = target, kw: dict[str, Any] = kw) -> Any:
                 args = {"hidden": hidden, "weight": weight, **kw, name: z}
                 return numloss.linear_cross_entropy(args.pop("hidden"), args.pop("weight"), target, chunk_size=2,
                                                     **args)
@@ -179,24 +197,24 @@ def run_linear_checks(report, rng):
 # threshold cos(pi - m), where its target logit jumps (insightface's fallback).
 
 
-def _sigmoid_focal_builder(opts, soft=False):
-    def build(rng, dtype):
+def _sigmoid_focal_builder(opts: dict[str, Any], soft: bool = False) -> Builder:
+    def build(rng: np.random.Generator, dtype: DTypeLike) -> Call:
         t = rng.uniform(0, 1, (5, 7)) if soft else (rng.random((5, 7)) < 0.3)
         return (_logits(rng, (5, 7), dtype), t.astype(dtype)), dict(opts)
 
     return build
 
 
-for _label, _opts, _soft in [
+for _label, _opts, _soft in cast("list[tuple[str, dict[str, Any], bool]]", [
     ("default", {}, False),
     ("gamma=0.5 alpha=None", {"gamma": 0.5, "alpha": None}, False),
     ("soft targets sum", {"gamma": 1.5, "reduction": "sum"}, True),
-]:
+]):
     register(f"sigmoid focal {_label}", "sigmoid_focal_loss")(_sigmoid_focal_builder(_opts, _soft))
 
 
-def _indexed_builder(opts, cosine=False):
-    def build(rng, dtype):
+def _indexed_builder(opts: dict[str, Any], cosine: bool = False) -> Builder:
+    def build(rng: np.random.Generator, dtype: DTypeLike) -> Call:
         kw = dict(opts)
         if kw.get("weight") == "w":
             kw["weight"] = rng.uniform(0.5, 2, 7)
@@ -208,7 +226,7 @@ def _indexed_builder(opts, cosine=False):
     return build
 
 
-for _label, _name, _opts, _cos in [
+for _label, _name, _opts, _cos in cast("list[tuple[str, str, dict[str, Any], bool]]", [
     ("softmax focal default", "softmax_focal_loss", {}, False),
     ("softmax focal gamma=0.5 weight", "softmax_focal_loss", {"gamma": 0.5, "weight": "w"}, False),
     ("cosface", "cosface_cross_entropy", {"scale": 16.0}, True),
@@ -217,5 +235,5 @@ for _label, _name, _opts, _cos in [
     ("arcface", "arcface_cross_entropy", {"scale": 16.0}, True),
     ("arcface easy_margin+label_smoothing", "arcface_cross_entropy", {"scale": 16.0, "easy_margin": True,
                                                                       "label_smoothing": 0.1}, True),
-]:
+]):
     register(_label, _name)(_indexed_builder(_opts, _cos))

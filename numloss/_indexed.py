@@ -7,17 +7,25 @@ of ``weight[target]`` over the kept samples).  The rest of the path (row
 view, gradient buffer, kernel launch, reduction) is :mod:`numloss._plumbing`.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _plumbing
 from . import _validate as V
 from ._kernels import softmax as SK
+from ._typing import AnyArray, ArrayLike, Float64Array
+
+if TYPE_CHECKING:
+    from ._kernels._rows import KernelSet
 
 
-def real_in(value, name, lo=-np.inf, hi=np.inf, lo_open=False, hi_open=False):
+def real_in(value: object, name: str, lo: float = -np.inf, hi: float = np.inf, lo_open: bool = False,
+            hi_open: bool = False) -> float:
     """``value`` as a float, finite, in the interval; else ``ValueError`` naming ``name``."""
     v = V._real(value, name)
     ok = np.isfinite(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
@@ -40,8 +48,9 @@ class Indexed:
     aux: bool
 
 
-def prepare(logits, target, weight, ignore_index, reduction, name="logits", sample_weight=None, where=None,
-            aux=False):
+def prepare(logits: ArrayLike, target: ArrayLike, weight: ArrayLike | None, ignore_index: int, reduction: str,
+            name: str = "logits", sample_weight: ArrayLike | None = None, where: ArrayLike | None = None,
+            aux: bool = False) -> Indexed:
     """Validate; return an :class:`Indexed` record ("mean" divides by the kept samples' summed weights,
     each times its sample weight)."""
     x = V.float_array(logits, name)
@@ -69,11 +78,11 @@ def prepare(logits, target, weight, ignore_index, reduction, name="logits", samp
                    ignore, aux)
 
 
-def runner(p, kernels, *options):
+def runner(p: Indexed, kernels: KernelSet, *options: object) -> _plumbing.Runner:
     """``run(x2, grad2)`` for kernels ``(x, target, weight, ignore, *options, inv_denom, row_weight, [grad],
     row_loss, lse)``."""
 
-    def run(x2, grad2):
+    def run(x2: AnyArray, grad2: AnyArray) -> AnyArray:
         b = p.batch
         row_loss = np.empty(b.N, dtype=np.float64)
         _plumbing.launch(kernels, x2, grad2, (p.target, p.weight, p.ignore, *options, b.inv_denom, b.row_weight),
@@ -83,7 +92,8 @@ def runner(p, kernels, *options):
     return run
 
 
-def _result(p, row_loss, *grad):
+# (Any: the loss, or a tuple with the gradient and the Aux, as the public functions return)
+def _result(p: Indexed, row_loss: Float64Array, *grad: AnyArray) -> Any:
     dtype = p.batch.x.dtype
     loss = _plumbing.reduce(p.batch, row_loss, dtype)
     if not p.aux:
@@ -91,12 +101,13 @@ def _result(p, row_loss, *grad):
     return (loss, *grad, _plumbing.aux_result(p.batch, row_loss, None, dtype))
 
 
-def loss_only(p, run):
+def loss_only(p: Indexed, run: _plumbing.Runner) -> Any:
     """The reduced loss of ``run`` (:func:`runner`), and its :class:`~numloss._plumbing.Aux` if asked for."""
     return _result(p, _plumbing.loss_only(p.batch, run))
 
 
-def loss_and_grad(p, out, weight, name, run, sample_weight=None):
+def loss_and_grad(p: Indexed, out: AnyArray | None, weight: ArrayLike | None, name: str, run: _plumbing.Runner,
+                  sample_weight: ArrayLike | None = None) -> Any:
     """``(loss, grad)``: the gradient goes to ``out`` (may be the input: in place) or a new array."""
     inputs = [(name, p.batch.x), ("target", p.raw_target), ("weight", weight), ("sample_weight", sample_weight)]
     row_loss, grad = _plumbing.loss_and_grad(p.batch, out, inputs, run)

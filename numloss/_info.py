@@ -3,13 +3,16 @@
 import os
 import platform
 import sys
+from collections.abc import Mapping
+from typing import cast
 
 #: vector features worth naming (the kernels are compiled for the host CPU)
 _VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "amx_bf16",
                  "asimd", "sve")
 
 
-def _cpu():
+def _cpu() -> tuple[str, list[str]]:
+    flags: set[str]
     model, flags = platform.processor() or platform.machine(), set()
     try:
         with open("/proc/cpuinfo") as f:
@@ -25,7 +28,7 @@ def _cpu():
     return model, [flag for flag in _VECTOR_FLAGS if flag in flags]
 
 
-def _blas_name():
+def _blas_name() -> str:
     import numpy as np
 
     try:
@@ -36,7 +39,7 @@ def _blas_name():
         return "unknown (numpy.show_config gave no BLAS entry)"
 
 
-def collect():
+def collect() -> dict[str, str | int | bool | None]:
     """A dict of versions, CPU, threading layer, BLAS and cache facts (all strings, numbers or booleans)."""
     import llvmlite
     import numba
@@ -63,17 +66,17 @@ def collect():
         "numba_threads": numba.get_num_threads(),
         "threading_layer": layer,
         "tbb_loaded": layer == "tbb",
-        "NUMBA_THREADING_LAYER": numba.config.THREADING_LAYER,
+        "NUMBA_THREADING_LAYER": numba.config.THREADING_LAYER,  # type: ignore[attr-defined]  # set at run time
         "blas": _blas_name(),
         "linear_ce_weight_gradient": ("BLAS gemm with beta = 1 into d_weight (NumPy's OpenBLAS)"
                                       if _blas.available(np.dtype(np.float32))
                                       else "NumPy matmul into a blocked temporary (NumPy's BLAS not usable)"),
         "kernel_cache": cache or "none (no writable location: kernels compile in every process)",
-        "kernel_cache_writable": bool(cache) and os.access(cache, os.W_OK),
+        "kernel_cache_writable": bool(cache) and os.access(cast(str, cache), os.W_OK),
     }
 
 
-def format_facts(facts):
+def format_facts(facts: Mapping[str, object]) -> str:
     """One ``name: value`` line per fact."""
     width = max(len(key) for key in facts)
     return "\n".join(f"{key:<{width}}  {value}" for key, value in facts.items())

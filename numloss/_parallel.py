@@ -28,25 +28,36 @@ import ctypes
 import os
 import sys
 import threading
+from collections.abc import Callable
+from typing import TypedDict, TypeVar
 
 import numba
+
+_R = TypeVar("_R")
 
 #: Below this many logits a kernel runs on the calling thread only.
 PARALLEL_MIN_ELEMENTS = 1 << 15
 
-_state = {"layer": None, "forked": False, "force": None}
+
+class _State(TypedDict):
+    layer: str | None  # the threading layer, once Numba's pool is started
+    forked: bool  # this process is a forked child
+    force: bool | None  # numloss.warmup: parallel or serial kernels whatever the size
+
+
+_state: _State = {"layer": None, "forked": False, "force": None}
 _init_lock = threading.Lock()
 _workqueue_lock = threading.Lock()
 
 
-def _after_fork_in_child():
+def _after_fork_in_child() -> None:
     _state["forked"] = True
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _tbb_candidates():
+def _tbb_candidates() -> list[str]:
     seen = []
     for prefix in (sys.prefix, sys.base_prefix, sys.exec_prefix):
         path = os.path.join(prefix, "lib", "libtbb.so.12")
@@ -55,7 +66,7 @@ def _tbb_candidates():
     return seen
 
 
-def preload_tbb():
+def preload_tbb() -> bool:
     """Load the tbb wheel's ``libtbb.so.12`` globally; True if it loaded."""
     for path in _tbb_candidates():
         if os.path.exists(path):
@@ -72,7 +83,7 @@ if numba.config.THREADING_LAYER == "default":  # type: ignore[attr-defined]
     preload_tbb()
 
 
-def threading_layer():
+def threading_layer() -> str:
     """The Numba threading layer numloss's parallel kernels run on.
 
     Starts Numba's thread pool on first use (after making ``tbb`` loadable).
@@ -80,16 +91,18 @@ def threading_layer():
     if _state["layer"] is None:
         with _init_lock:
             if _state["layer"] is None:
-                if numba.config.THREADING_LAYER == "default":
+                if numba.config.THREADING_LAYER == "default":  # type: ignore[attr-defined]
                     preload_tbb()
                 from numba.np.ufunc.parallel import _launch_threads
 
                 _launch_threads()
-                _state["layer"] = numba.threading_layer()
+                # (documented as numba.threading_layer, but missing from numba's __all__)
+                _state["layer"] = numba.threading_layer()  # type: ignore[attr-defined]
+    assert _state["layer"] is not None  # (set above, by this call or an earlier one)
     return _state["layer"]
 
 
-def use_parallel(num_elements, num_rows):
+def use_parallel(num_elements: int, num_rows: int) -> bool:
     """Whether a kernel over ``num_elements`` logits should use threads."""
     if _state["force"] is not None:  # numloss.warmup: compile the serial or the parallel kernels
         return _state["force"]
@@ -105,7 +118,8 @@ def use_parallel(num_elements, num_rows):
     return True
 
 
-def run(serial_kernel, parallel_kernel, parallel, *args):
+def run(serial_kernel: Callable[..., _R], parallel_kernel: Callable[..., _R], parallel: bool, *args: object
+        ) -> _R:
     """Call the parallel kernel when ``parallel`` is true, else the serial one."""
     if not parallel:
         return serial_kernel(*args)

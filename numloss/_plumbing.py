@@ -16,21 +16,32 @@ case the caller's is read-only).  Without this a read-only input (a memory
 map, a broadcast, a dask block) compiled every kernel again.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import math
-from typing import NamedTuple
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
 
 from . import _parallel
 from . import _validate as V
+from ._typing import AnyArray, ArrayLike, Float64Array, LossValue
+
+if TYPE_CHECKING:
+    from ._kernels._rows import KernelSet
+
+#: ``run(x2, grad2) -> losses``: launches a family's kernels on the ``(N, C)`` rows (see the module docstring)
+Runner = Callable[[AnyArray, AnyArray], AnyArray]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 #: an empty float64 array: the kernels' "no sample weights" / "no log-sum-exp wanted"
 #: (never written: an empty array has nothing to write)
-NO_ROWS: np.ndarray = np.empty(0, dtype=np.float64)
+NO_ROWS: Float64Array = np.empty(0, dtype=np.float64)
 
 
 @dataclasses.dataclass(slots=True)
@@ -46,16 +57,17 @@ class Batch:
     x: np.ndarray
     N: int
     C: int
-    shape: tuple
+    shape: tuple[int, ...]
     reduction: str
     denom: float = 1.0
     inv_denom: float = 1.0
-    row_weight: np.ndarray = dataclasses.field(default_factory=lambda: NO_ROWS)  # (N,) sample weights, or NO_ROWS
-    lse: np.ndarray = dataclasses.field(default_factory=lambda: NO_ROWS)  # (N,) each row's log-sum-exp, or NO_ROWS
+    row_weight: Float64Array = dataclasses.field(default_factory=lambda: NO_ROWS)  # (N,) sample weights, or NO_ROWS
+    lse: Float64Array = dataclasses.field(default_factory=lambda: NO_ROWS)  # (N,) each row's log-sum-exp, or NO_ROWS
 
 
 
-def batch(x, N, C, shape, reduction, count, normalizer=None, row_weight=NO_ROWS, aux=False):
+def batch(x: AnyArray, N: int, C: int, shape: tuple[int, ...], reduction: str, count: float,
+          normalizer: float | None = None, row_weight: Float64Array = NO_ROWS, aux: bool = False) -> Batch:
     """A :class:`Batch` whose "mean" divides by ``normalizer`` if given, else ``count``.
 
     ``row_weight`` (from :func:`row_weights`) goes to the kernels; ``aux``
@@ -108,7 +120,7 @@ ROW_OPTIONS_DOC = """
         the ``_with_grad`` form."""
 
 
-def with_row_options(doc):
+def with_row_options(doc: str | None) -> str | None:
     """``doc`` with its ``sample_weight, where, aux`` placeholder entry replaced by :data:`ROW_OPTIONS_DOC`."""
     marker = "    sample_weight, where, aux\n        See below.\n"
     if doc is None:  # python -OO
@@ -116,7 +128,7 @@ def with_row_options(doc):
     return doc.replace(marker, ROW_OPTIONS_DOC.lstrip("\n") + "\n")
 
 
-def _sample_weight_array(sample_weight, shape):
+def _sample_weight_array(sample_weight: ArrayLike, shape: tuple[int, ...]) -> Float64Array:
     """``sample_weight`` broadcast to ``shape`` (float64, read-only view); ValueError for bad dtypes or values."""
     sw = np.asarray(sample_weight)
     if not V.is_real(sw.dtype):
@@ -133,7 +145,7 @@ def _sample_weight_array(sample_weight, shape):
     return sw
 
 
-def _where_array(where, shape):
+def _where_array(where: ArrayLike, shape: tuple[int, ...]) -> NDArray[np.bool_]:
     """``where`` broadcast to ``shape`` (bool); ValueError for a non-bool dtype or a shape that does not fit."""
     w = np.asarray(where)
     if w.dtype != np.bool_:
@@ -144,7 +156,8 @@ def _where_array(where, shape):
         raise ValueError(f"where of shape {w.shape} does not broadcast to {tuple(shape)}") from None
 
 
-def row_weights(sample_weight, where, batch_shape):
+def row_weights(sample_weight: ArrayLike | None, where: ArrayLike | None, batch_shape: tuple[int, ...]
+                ) -> Float64Array:
     """The kernels' per-row weights: ``sample_weight * where`` as a flat float64 array, or :data:`NO_ROWS`.
 
     Both broadcast to ``batch_shape`` (the logits' shape without the class
@@ -161,7 +174,8 @@ def row_weights(sample_weight, where, batch_shape):
     return rw.reshape(-1)
 
 
-def elementwise_weights(sample_weight, where, shape):
+def elementwise_weights(sample_weight: ArrayLike | None, where: ArrayLike | None, shape: tuple[int, ...]
+                        ) -> tuple[Float64Array, Float64Array | None]:
     """Sigmoid losses: ``(row weights or NO_ROWS, element weights (N, C) float64 or None)``.
 
     An array of the batch shape ``shape[:-1]`` holds one value per row (this
@@ -187,7 +201,7 @@ def elementwise_weights(sample_weight, where, shape):
     return NO_ROWS, ew.reshape(-1, shape[-1])
 
 
-def aux_result(b, row_loss, z_rows, dtype):
+def aux_result(b: Batch, row_loss: Float64Array, z_rows: Float64Array | None, dtype: DTypeLike) -> Aux:
     """:class:`Aux` from the filled ``b.lse``, the per-row losses and the per-row z-loss terms (float64)."""
     lse = b.lse.astype(V.compute_dtype(np.dtype(dtype))).reshape(b.shape)
     if z_rows is None:
@@ -199,12 +213,13 @@ def aux_result(b, row_loss, z_rows, dtype):
 readonly = V._readonly
 
 
-def rows(x, N, C):
+def rows(x: AnyArray, N: int, C: int) -> AnyArray:
     """``x`` as a C-contiguous ``(N, C)`` array (a view when ``x`` is C-contiguous)."""
     return x.reshape(N, C) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(N, C)
 
 
-def launch(kernels, x2, grad2, head, tail):
+def launch(kernels: KernelSet, x2: AnyArray, grad2: AnyArray, head: tuple[object, ...], tail: tuple[object, ...]
+           ) -> None:
     """Call the right driver of ``kernels`` on ``x2`` (N, C): in place when ``grad2 is x2``.
 
     Half-precision ``x2`` (float16, bfloat16) goes to the family's half
@@ -223,7 +238,7 @@ def launch(kernels, x2, grad2, head, tail):
         _parallel.run(kernels.serial, kernels.parallel, parallel, x2, *head, grad2, *tail)
 
 
-def reduce(b, losses, dtype):
+def reduce(b: Batch, losses: AnyArray, dtype: DTypeLike) -> LossValue:
     """Per-row (or per-element) float64 ``losses`` -> the requested reduction in ``dtype``.
 
     A float32 result whose exact value exceeds float32's range (logits near
@@ -239,18 +254,20 @@ def reduce(b, losses, dtype):
     total = losses.sum()
     if b.reduction == "mean":
         total = total / b.denom if b.denom != 0 else np.float64(np.nan)
+    # (a NumPy scalar of dtype, a float type: dtype.type is typed as any type)
     if dtype == np.float32 and abs(total) > _FLOAT32_MAX:  # rare: skip errstate's cost otherwise
         with np.errstate(over="ignore"):
-            return dtype.type(total)
-    return dtype.type(total)
+            return cast(np.floating, dtype.type(total))
+    return cast(np.floating, dtype.type(total))
 
 
-def loss_only(b, run):
+def loss_only(b: Batch, run: Runner) -> AnyArray:
     """``run(x2, grad2)`` on the rows with no gradient (a ``(0, C)`` grad): returns its losses."""
     return run(readonly(rows(b.x, b.N, b.C)), np.empty((0, b.C), dtype=b.x.dtype))
 
 
-def loss_and_grad(b, out, inputs, run):
+def loss_and_grad(b: Batch, out: AnyArray | None, inputs: Iterable[tuple[str, object]], run: Runner
+                  ) -> tuple[AnyArray, AnyArray]:
     """``(losses, grad)``: ``run(x2, grad2)`` writes the gradient into ``out``, a new array, or the logits.
 
     ``inputs`` are ``(name, array)`` pairs that ``out`` must not overlap
@@ -278,7 +295,9 @@ def loss_and_grad(b, out, inputs, run):
 # ------------------------------------------------------------ elementwise losses (sigmoid family)
 
 
-def elementwise_batch(x, reduction, normalizer=None, sample_weight=None, where=None):
+def elementwise_batch(x: AnyArray, reduction: str, normalizer: float | None = None,
+                      sample_weight: ArrayLike | None = None, where: ArrayLike | None = None
+                      ) -> tuple[Batch, Float64Array | None]:
     """``(batch, element weights or None)`` for a loss of every element of ``x`` (any shape; the last axis as
     the row).
 
@@ -300,7 +319,7 @@ def elementwise_batch(x, reduction, normalizer=None, sample_weight=None, where=N
     return batch(x, N, C, x.shape, reduction, count, normalizer, rw), ew
 
 
-def dense_target(target, b, native=()):
+def dense_target(target: ArrayLike, b: Batch, native: tuple[np.dtype[Any], ...] = ()) -> AnyArray:
     """Elementwise (sigmoid) targets of the logits' shape as a read-only ``(N, C)`` array.
 
     bool, integer or float, not range-checked (as PyTorch).  Targets of the
@@ -316,7 +335,7 @@ def dense_target(target, b, native=()):
     return readonly(half_or_compute(t, b.x.dtype, native).reshape(b.N, b.C))
 
 
-def half_or_compute(t, logits_dtype, native=()):
+def half_or_compute(t: AnyArray, logits_dtype: np.dtype[Any], native: tuple[np.dtype[Any], ...] = ()) -> AnyArray:
     """Dense targets as the kernels read them, C-contiguous: in the logits' compute dtype (a copy only for
     another dtype) or one of ``native``; targets in half logits' own format as their uint16 bits (the half
     drivers convert them a few rows at a time, like the logits)."""
@@ -327,7 +346,8 @@ def half_or_compute(t, logits_dtype, native=()):
     return np.ascontiguousarray(t) if keep else np.ascontiguousarray(t, dtype=dtype)
 
 
-def elementwise_runner(b, kernels, head, elem_weight=None):
+def elementwise_runner(b: Batch, kernels: KernelSet, head: tuple[object, ...], elem_weight: Float64Array | None = None
+                       ) -> Runner:
     """``run(x2, grad2)`` for kernels ``(x, *head, [grad], elem_loss, row_loss)``.
 
     Returns the per-row float64 sums, or for ``reduction="none"`` the
@@ -338,7 +358,7 @@ def elementwise_runner(b, kernels, head, elem_weight=None):
     not).  Per-row weights cost nothing: the kernels take them.
     """
 
-    def run(x2, grad2):
+    def run(x2: AnyArray, grad2: AnyArray) -> AnyArray:
         row_loss = np.empty(b.N, dtype=np.float64)
         want_elem = b.reduction == "none" or elem_weight is not None
         dtype = V.compute_dtype(x2.dtype)

@@ -34,9 +34,9 @@ class Route:
     label: str
     target: str
     num_classes: int = 40
-    options: tuple = ()
-    target_dtypes: tuple = (None,)
-    after: tuple | None = None
+    options: tuple[tuple[str, object], ...] = ()
+    target_dtypes: tuple[str | None, ...] = (None,)
+    after: tuple[str, int] | None = None  # (loss name, route index) whose kernels this route reuses
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,16 +52,16 @@ class Loss:
     module: str
     kernels: str  # module of numloss._kernels whose dispatchers it calls
     input: str  # the first argument: "logits", "cosine" or "hidden"
-    targets: tuple  # target kinds accepted: "index", "prob", "dense"
+    targets: tuple[str, ...]  # target kinds accepted: "index", "prob", "dense"
     class_axis: str  # "axis" (an ``axis=`` argument), "last", or "elementwise" (sigmoid: no class axis)
     normalizer: bool  # takes ``normalizer=``
-    options: tuple  # ((name, default), ...) keyword options besides reduction/normalizer/out
-    peers: tuple  # the functions of other libraries it matches
-    routes: tuple  # Route records: what :func:`numloss.warmup` compiles
+    options: tuple[tuple[str, object], ...]  # ((name, default), ...) keyword options besides reduction/normalizer/out
+    peers: tuple[str, ...]  # the functions of other libraries it matches
+    routes: tuple[Route, ...]  # Route records: what :func:`numloss.warmup` compiles
     aux: bool = True  # takes ``aux=`` (the losses with a log-sum-exp)
 
     @property
-    def with_grad(self):
+    def with_grad(self) -> str:
         return self.name + "_with_grad"
 
 
@@ -181,7 +181,7 @@ HALF_DTYPES = ("float16", "bfloat16")
 WARMUP_DTYPES = DTYPES + ("float16",)
 
 
-def public_names():
+def public_names() -> dict[str, str]:
     """``{public function name: submodule}`` for every loss's two entry points."""
     names = {}
     for loss in LOSSES:

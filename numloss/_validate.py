@@ -7,14 +7,21 @@ dtype numloss does not compute in, ``IndexError`` for a class index outside
 """
 
 import numbers
+from collections.abc import Iterable
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
+
+from ._typing import AnyArray, ArrayLike, Float64Array, IndexArray
+
+#: an array type kept by a function (a view or copy of the same kind)
+_ArrayT = TypeVar("_ArrayT", bound=np.ndarray[Any, Any])
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 REDUCTIONS = ("mean", "sum", "none")
 
 
-def half_kind(dtype):
+def half_kind(dtype: np.dtype[Any]) -> int | None:
     """0 for float16, 1 for bfloat16 (``ml_dtypes.bfloat16``: recognised by name, ml_dtypes need not be
     imported), ``None`` for any other dtype: the half drivers' ``kind``."""
     if dtype.itemsize != 2 or dtype.kind in "biuc":  # (C-level attributes: float32/float64 cost ~0.1 us here)
@@ -24,16 +31,16 @@ def half_kind(dtype):
     return 1 if dtype.name == "bfloat16" else None
 
 
-def is_real(dtype):
+def is_real(dtype: np.dtype[Any]) -> bool:
     """bool, integer or float, half formats included (``ml_dtypes.bfloat16`` has NumPy kind ``"V"``)."""
     return dtype.kind in "biuf" or half_kind(dtype) is not None
 
 
-def is_float(dtype):
+def is_float(dtype: np.dtype[Any]) -> bool:
     return dtype.kind == "f" or half_kind(dtype) is not None
 
 
-def compute_dtype(dtype):
+def compute_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
     """The dtype numloss computes and returns losses in: float32 for half inputs, else ``dtype``."""
     if dtype.itemsize != 2:
         return dtype
@@ -43,7 +50,7 @@ def compute_dtype(dtype):
 _FLOAT32 = np.dtype(np.float32)
 
 
-def float_array(value, name="logits"):
+def float_array(value: ArrayLike, name: str = "logits") -> AnyArray:
     """``value`` as a float32/float64/float16/bfloat16 ndarray (never copied if it is one)."""
     arr = np.asarray(value)
     if arr.dtype not in FLOAT_DTYPES and half_kind(arr.dtype) is None:
@@ -54,20 +61,20 @@ def float_array(value, name="logits"):
     return arr
 
 
-def reduction(value):
+def reduction(value: object) -> str:
     if not isinstance(value, str) or value not in REDUCTIONS:
         raise ValueError(f"reduction must be one of 'mean', 'sum', 'none'; got {value!r}")
     return value
 
 
-def _scalar(value):
+def _scalar(value: object) -> object:
     """A 0-d real array (what NumPy code and config loaders often hand over) as its Python number."""
     if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
         return value.item()
     return value
 
 
-def _real(value, name):
+def _real(value: object, name: str) -> float:
     if type(value) is float:  # the common case, without the ABC check below
         if value != value:
             raise ValueError(f"{name} must not be NaN")
@@ -81,28 +88,28 @@ def _real(value, name):
     return value
 
 
-def eps(value):
+def eps(value: object) -> float:
     value = _real(value, "eps")
     if not 0.0 <= value < 0.5:
         raise ValueError(f"eps must be in [0, 0.5); got {value!r}")
     return value
 
 
-def label_smoothing(value):
+def label_smoothing(value: object) -> float:
     value = _real(value, "label_smoothing")
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1]; got {value!r}")
     return value
 
 
-def z_loss(value):
+def z_loss(value: object) -> float:
     value = _real(value, "z_loss")
     if not (value >= 0.0 and value < np.inf):
         raise ValueError(f"z_loss must be a finite number >= 0; got {value!r}")
     return value
 
 
-def softcap(value):
+def softcap(value: object) -> float:
     """``None`` -> 0.0 (no capping), else a finite positive float."""
     if value is None:
         return 0.0
@@ -112,7 +119,7 @@ def softcap(value):
     return value
 
 
-def normalizer(value):
+def normalizer(value: object) -> float | None:
     if value is None:
         return None
     value = _real(value, "normalizer")
@@ -121,7 +128,7 @@ def normalizer(value):
     return value
 
 
-def eps_combinations(eps_value, ls=0.0, z=0.0, cap=0.0):
+def eps_combinations(eps_value: float, ls: float = 0.0, z: float = 0.0, cap: float = 0.0) -> None:
     if eps_value > 0.0:
         used = [name for name, v in (("label_smoothing", ls), ("z_loss", z), ("softcap", cap)) if v]
         if used:
@@ -131,7 +138,7 @@ def eps_combinations(eps_value, ls=0.0, z=0.0, cap=0.0):
             )
 
 
-def ignore_index(value):
+def ignore_index(value: object) -> int:
     if type(value) is int:  # the common case, without the ABC check below
         return value
     value = _scalar(value)
@@ -142,10 +149,10 @@ def ignore_index(value):
 
 #: ``num_classes -> ones`` for ``weight=None`` (kernels never write their weights;
 #: reusing the array saves an allocation per call at small shapes)
-_UNIT_WEIGHTS: dict = {}
+_UNIT_WEIGHTS: dict[int, Float64Array] = {}
 
 
-def class_weights(weight, num_classes, name="weight"):
+def class_weights(weight: ArrayLike | None, num_classes: int, name: str = "weight") -> Float64Array:
     """Per-class weights as a float64 ``(C,)`` array (ones when ``None``)."""
     if weight is None:
         ones = _UNIT_WEIGHTS.get(num_classes)
@@ -162,13 +169,13 @@ def class_weights(weight, num_classes, name="weight"):
     return _writable(np.ascontiguousarray(w, dtype=np.float64))
 
 
-def _writable(a):
+def _writable(a: _ArrayT) -> _ArrayT:
     """``a``, or a copy of it if it is read-only: a small kernel input (per class or per sample) always
     has the writable array type, so a read-only one compiles no kernel of its own."""
     return a if a.flags.writeable else a.copy()
 
 
-def _readonly(a):
+def _readonly(a: _ArrayT) -> _ArrayT:
     """A read-only view (one Numba type for the kernels, whatever the caller's array)."""
     if a.flags.writeable:
         a = a.view()
@@ -176,7 +183,7 @@ def _readonly(a):
     return a
 
 
-def class_indices(target, expected_shape, num_classes, ignore):
+def class_indices(target: ArrayLike, expected_shape: tuple[int, ...], num_classes: int, ignore: int) -> IndexArray:
     """Integer class indices as a flat writable int64 array (the kernels' one target type).
 
     Raises ``IndexError`` for an index outside ``[0, C)`` that is not
@@ -197,14 +204,14 @@ def class_indices(target, expected_shape, num_classes, ignore):
     return _writable(np.ascontiguousarray(flat, dtype=np.int64))
 
 
-def raise_bad_index(target_flat, pos, num_classes, ignore):
+def raise_bad_index(target_flat: IndexArray, pos: int, num_classes: int, ignore: int) -> NoReturn:
     raise IndexError(
         f"target holds class index {int(target_flat[pos])} at flat position {pos}, "
         f"outside [0, {num_classes}) and not ignore_index={ignore}"
     )
 
 
-def out_array(out, logits, inputs):
+def out_array(out: object, logits: AnyArray, inputs: Iterable[tuple[str, object]]) -> AnyArray:
     """Check ``out`` for a gradient of ``logits``' shape and dtype.
 
     ``out`` may be ``logits`` itself (in place) or an array sharing no
@@ -228,7 +235,8 @@ def out_array(out, logits, inputs):
     for name, arr in inputs:
         if isinstance(arr, np.ndarray) and arr.size and out.size and np.may_share_memory(out, arr):
             try:
-                overlap = np.shares_memory(out, arr, max_work=100_000)
+                # (NumPy's stub allows max_work -1 and 0 only; its documentation, any int)
+                overlap = np.shares_memory(out, arr, max_work=100_000)  # type: ignore[arg-type]
             except np.exceptions.TooHardError:
                 overlap = True
             if overlap:
@@ -239,7 +247,7 @@ def out_array(out, logits, inputs):
     return out
 
 
-def flag(value, name):
+def flag(value: object, name: str) -> bool:
     """``value`` as a bool: only ``True``/``False`` (or NumPy's bools) are accepted."""
     if value is False or value is True:
         return value

@@ -20,6 +20,7 @@ machine); in CI, before the tests.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import multiprocessing
 import os
@@ -27,8 +28,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import _registry
+
+if TYPE_CHECKING:
+    import numpy
+    from numba.core.registry import CPUDispatcher
+
+#: what :func:`run_task` returns: ``(label, compiled, loaded, seconds)``
+TaskResult = tuple[str, int, int, float]
+#: ``(args, kwargs)`` of one call of a loss
+Call = tuple[tuple[Any, ...], dict[str, Any]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,15 +50,15 @@ class Task:
 
     loss: str
     route: int
-    dtypes: tuple
+    dtypes: tuple[str, ...]
 
     @property
-    def label(self):
+    def label(self) -> str:
         route = _registry.BY_NAME[self.loss].routes[self.route]
         return f"{self.loss} [{route.label}] {'/'.join(self.dtypes)}"
 
     @property
-    def after(self):
+    def after(self) -> tuple[str, int] | None:
         return _registry.BY_NAME[self.loss].routes[self.route].after
 
 
@@ -60,13 +73,13 @@ class Report:
     cache_dir: str | None = None
     jobs: int = 1
 
-    def __str__(self):
+    def __str__(self) -> str:
         where = self.cache_dir or "no disk cache (kernels compile in every process)"
         return (f"numloss warmup: {self.tasks} tasks on {self.jobs} process(es) in {self.seconds:.1f} s: "
                 f"{self.compiled} kernel specialisations compiled, {self.loaded} loaded from the cache ({where})")
 
 
-def tasks(losses=None, dtypes=_registry.WARMUP_DTYPES):
+def tasks(losses: Iterable[str] | None = None, dtypes: Iterable[str] = _registry.WARMUP_DTYPES) -> list[Task]:
     """The tasks for ``losses`` (names; all when ``None``) and ``dtypes``.
 
     The routes with more target dtypes (the longest to compile) come first,
@@ -82,7 +95,7 @@ def tasks(losses=None, dtypes=_registry.WARMUP_DTYPES):
     return sorted(out, key=lambda t: (t.after is not None, -len(routes[t].target_dtypes)))
 
 
-def _inputs(loss, route, dtype, np):
+def _inputs(loss: _registry.Loss, route: _registry.Route, dtype: numpy.dtype[Any], np: ModuleType) -> list[Call]:
     """``(args, kwargs)`` of a small call of ``loss`` that takes ``route``."""
     rng = np.random.default_rng(0)
     n, c = 4, route.num_classes
@@ -103,7 +116,7 @@ def _inputs(loss, route, dtype, np):
     return [((x, (rng.random((n, c)) < 0.5).astype(td or dtype)), opts) for td in route.target_dtypes]
 
 
-def _kernel_dispatchers():
+def _kernel_dispatchers() -> list[CPUDispatcher]:
     from numba.core.registry import CPUDispatcher
 
     found = []
@@ -113,7 +126,7 @@ def _kernel_dispatchers():
     return found
 
 
-def _cache_counts():
+def _cache_counts() -> tuple[int, int]:
     hits = misses = 0
     for d in _kernel_dispatchers():
         stats = d.stats
@@ -122,7 +135,7 @@ def _cache_counts():
     return hits, misses
 
 
-def run_task(task):
+def run_task(task: Task) -> TaskResult:
     """Make the calls of ``task`` in this process; returns ``(label, compiled, loaded, seconds)``.
 
     The serial kernels first: they compile the row functions, which the
@@ -159,13 +172,13 @@ def run_task(task):
     return task.label, misses - misses0, hits - hits0, time.perf_counter() - start
 
 
-def _worker_main(argv):
+def _worker_main(argv: Sequence[str]) -> None:
     """``python -c ... loss route dtype...``: run one task, print its result as the last line (JSON)."""
     loss, route, *dtypes = argv
     print(json.dumps(run_task(Task(loss, int(route), tuple(dtypes)))))
 
 
-def _run_in_subprocesses(todo, jobs, done):
+def _run_in_subprocesses(todo: Sequence[Task], jobs: int, done: Callable[[int, TaskResult], None]) -> None:
     """Run ``todo`` in at most ``jobs`` fresh interpreters at a time, calling ``done(k, result)`` for each.
 
     Each task compiles kernel functions no other task compiles, so no two
@@ -180,7 +193,8 @@ def _run_in_subprocesses(todo, jobs, done):
     chosen = {t.loss for t in todo}
     pending = list(todo)
     finished = set()
-    running = {}  # Popen -> (task, stdout file, stderr file)
+    # Popen -> (task, stdout file, stderr file)
+    running: dict[subprocess.Popen[str], tuple[Task, io.TextIOWrapper, io.TextIOWrapper]] = {}
     k = 0
     try:
         while pending or running:
@@ -216,7 +230,7 @@ def _run_in_subprocesses(todo, jobs, done):
             err.close()
 
 
-def _default_jobs():
+def _default_jobs() -> int:
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -226,7 +240,8 @@ def _default_jobs():
     return max(1, cores)
 
 
-def warmup(losses=None, dtypes=_registry.WARMUP_DTYPES, *, jobs=None, progress=None):
+def warmup(losses: Iterable[str] | None = None, dtypes: Iterable[str] = _registry.WARMUP_DTYPES, *,
+           jobs: int | None = None, progress: TextIO | None = None) -> Report:
     """Compile, or load from Numba's disk cache, every kernel numloss's losses can call.
 
     Parameters
@@ -269,7 +284,7 @@ def warmup(losses=None, dtypes=_registry.WARMUP_DTYPES, *, jobs=None, progress=N
     jobs = min(jobs, len(todo)) or 1
     report = Report(tasks=len(todo), cache_dir=_jit.cache_location(), jobs=jobs)
 
-    def done(k, result):
+    def done(k: int, result: TaskResult) -> None:
         label, compiled, loaded, seconds = result
         report.compiled += compiled
         report.loaded += loaded

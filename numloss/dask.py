@@ -43,16 +43,28 @@ import functools
 import importlib
 import math
 import warnings
+from collections.abc import Callable
+from typing import Any, Union, cast
 
 import dask.array as da
 import numpy as np
 from dask.array import PerformanceWarning
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _plumbing, _registry
 from . import _validate as V
 from . import focal as _focal
 from . import margin as _margin
 from ._kernels import margin as _margin_kernels
+from ._typing import AnyArray, Float64Array, FloatScalar, Grad, LossValue, Real, Reduction
+
+#: a ``dask.array.Array``: dask ships ``py.typed`` but leaves its functions and methods unannotated (every
+#: graph operation gives Any), so its arrays are Any here
+DaskArray = Any
+#: an input: a dask array, or an array_like (wrapped in one)
+DaskLike = Union[DaskArray, ArrayLike]
+#: a ``chunks=`` of dask: the block sizes per axis, or ``{axis: size, -1 or "auto"}``
+Chunks = Union[tuple[tuple[int, ...], ...], dict[int, Union[int, str]]]
 
 __all__ = [
     "arcface_cross_entropy",
@@ -71,7 +83,9 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- run in the workers, once per block
-def _call_block(fn, x, t, denom, reduction, with_grad, takes_normalizer, kwargs):
+def _call_block(fn: Callable[..., Any], x: AnyArray, t: AnyArray, denom: FloatScalar | AnyArray | None, reduction: str,
+                with_grad: bool, takes_normalizer: bool, kwargs: dict[str, Any]
+                ) -> tuple[LossValue, Grad | None, _plumbing.Aux | None]:
     """One call of the in-memory loss on one block; returns ``(loss, grad or None, aux or None)``.
 
     For "mean", ``denom`` is the global denominator.  Positive: passed as
@@ -84,12 +98,13 @@ def _call_block(fn, x, t, denom, reduction, with_grad, takes_normalizer, kwargs)
     """
     want_aux = kwargs.get("aux", False)
 
-    def split(result):
-        parts = result if (with_grad or want_aux) else (result,)
+    def split(result: Any) -> tuple[LossValue, Grad | None, _plumbing.Aux | None]:
+        parts: tuple[Any, ...] = result if (with_grad or want_aux) else (result,)
         return parts[0], parts[1] if with_grad else None, parts[-1] if want_aux else None
 
     if reduction != "mean":
         return split(fn(x, t, reduction=reduction, **kwargs))
+    assert denom is not None  # "mean": the graph always passes its denominator
     d = float(denom)
     if d > 0.0 and math.isfinite(d) and takes_normalizer:
         return split(fn(x, t, reduction="mean", normalizer=d, **kwargs))
@@ -105,30 +120,35 @@ def _call_block(fn, x, t, denom, reduction, with_grad, takes_normalizer, kwargs)
     return loss / d, grad, aux
 
 
-def _block(x, t, *arrays, fn, reduction, with_grad, takes_normalizer, array_names, class_axis, denom=None,
-           kwargs):
+def _block(x: AnyArray, t: AnyArray, *arrays: AnyArray, fn: tuple[str, str], reduction: str, with_grad: bool,
+           takes_normalizer: bool, array_names: tuple[str, ...], class_axis: int | None,
+           denom: FloatScalar | AnyArray | None = None, kwargs: dict[str, Any]
+           ) -> LossValue | None | tuple[LossValue | None, ...]:
     """The block's ``loss`` (with ``grad``, and with ``lse, cross_entropy, z_loss`` for ``aux=True``)."""
     # The loss keeps the class axis with length 1 (squeezed out by the graph
     # for "none"): dask cannot drop an axis of a block holding a tuple.
     if denom is None and len(arrays) > len(array_names):
-        *arrays, denom = arrays
+        arrays, denom = arrays[:-1], arrays[-1]  # (a tuple kept: the *arrays type)
     module, name = fn
     fn = getattr(importlib.import_module(module), name + ("_with_grad" if with_grad else ""))
     kwargs = dict(kwargs, **dict(zip(array_names, arrays, strict=True)))
-    loss, grad, aux = _call_block(fn, x, t, denom, reduction, with_grad, takes_normalizer, kwargs)
+    loss, grad, aux = _call_block(cast("Callable[..., Any]", fn),  # fn: now the function (the parameter was its name)
+                                  x, t, denom, reduction, with_grad, takes_normalizer, kwargs)
 
-    def keep_shape(value):
+    def keep_shape(value: LossValue) -> LossValue:
         if reduction != "none":
             return np.full((1,) * x.ndim, value, dtype=np.float64)
         return value if class_axis is None else np.expand_dims(value, class_axis)
 
-    out = (keep_shape(loss),) + ((grad,) if with_grad else ())
+    out: tuple[LossValue | None, ...] = (keep_shape(loss),) + ((grad,) if with_grad else ())
     if aux is not None:
+        assert class_axis is not None  # aux: the row losses only, which have a class axis
         out += (np.expand_dims(aux.lse, class_axis), keep_shape(aux.cross_entropy), keep_shape(aux.z_loss))
     return out if len(out) > 1 else out[0]
 
 
-def _class_weight_sum_block(t, *row_weight, weight, ignore_index, num_classes):
+def _class_weight_sum_block(t: AnyArray, *row_weight: AnyArray, weight: Float64Array, ignore_index: int,
+                            num_classes: int) -> Float64Array:
     """Summed class weights of the kept samples of one target block (float64, shape (1, ..., 1)), each
     times its sample weight when ``row_weight`` (one block of :func:`_row_weight_block`) is given.
 
@@ -143,14 +163,15 @@ def _class_weight_sum_block(t, *row_weight, weight, ignore_index, num_classes):
     return np.full((1,) * t.ndim, w.sum(), dtype=np.float64)
 
 
-def _row_weight_block(*blocks, names):
+def _row_weight_block(*blocks: AnyArray, names: tuple[str, ...]) -> Float64Array:
     """One block of ``sample_weight * where`` (float64), validated as in memory (the same messages)."""
     given = dict(zip(names, blocks, strict=True))
     shape = blocks[0].shape
     return _plumbing.row_weights(given.get("sample_weight"), given.get("where"), shape).reshape(shape)
 
 
-def _row_weight_graph(sample_weight, where, shape, chunks):
+def _row_weight_graph(sample_weight: DaskLike | None, where: DaskLike | None, shape: tuple[int, ...],
+                      chunks: Chunks) -> DaskArray | None:
     """``sample_weight * where`` broadcast to ``shape`` as a float64 dask array with ``chunks``, or None.
 
     What the blocks then get as their ``sample_weight`` (a 0 skips a sample,
@@ -161,7 +182,7 @@ def _row_weight_graph(sample_weight, where, shape, chunks):
     for name, value in (("sample_weight", sample_weight), ("where", where)):
         if value is None:
             continue
-        a = value if isinstance(value, da.Array) else da.from_array(np.asarray(value))
+        a: DaskArray = value if isinstance(value, da.Array) else da.from_array(np.asarray(value))
         if name == "sample_weight" and not V.is_real(a.dtype):
             raise ValueError(f"sample_weight must hold real numbers; got dtype {a.dtype}")
         if name == "where" and a.dtype != np.bool_:
@@ -178,12 +199,12 @@ def _row_weight_graph(sample_weight, where, shape, chunks):
                          meta=np.empty((0,) * len(shape), dtype=np.float64))
 
 
-def _part(parts, k):
+def _part(parts: tuple[AnyArray, ...], k: int) -> AnyArray:
     return parts[k]
 
 
 # --------------------------------------------------------------------------- graph building
-def _as_dask(value, name, chunks=None):
+def _as_dask(value: DaskLike, name: str, chunks: Chunks | None = None) -> DaskArray:
     if isinstance(value, da.Array):
         arr = value
     else:
@@ -193,32 +214,32 @@ def _as_dask(value, name, chunks=None):
     return arr
 
 
-def _check_shape(value, shape, message):
+def _check_shape(value: DaskLike, shape: tuple[int, ...], message: str) -> None:
     got = tuple(getattr(value, "shape", np.shape(value)))
     if got != tuple(shape):
         raise ValueError(f"{message}; got {got}")
 
 
-def _aligned(value, name, chunks):
+def _aligned(value: DaskLike, name: str, chunks: Chunks) -> DaskArray:
     """``value`` (dask or array_like, of the right shape) as a dask array with ``chunks``."""
     if isinstance(value, da.Array):
         return _as_dask(value, name).rechunk(chunks)
     return _as_dask(value, name, chunks)
 
 
-def _dtype_of(value):
+def _dtype_of(value: DaskLike) -> np.dtype[Any]:
     dtype = getattr(value, "dtype", None)
     return np.asarray(value).dtype if dtype is None else np.dtype(dtype)
 
 
-def _logits(value, name="logits", class_axis=None):
+def _logits(value: DaskLike, name: str = "logits", class_axis: int | None = None) -> DaskArray:
     dtype = _dtype_of(value)
     if dtype not in V.FLOAT_DTYPES and V.half_kind(dtype) is None:
         raise TypeError(
             f"{name} has dtype {dtype}; numloss computes in float32 or float64 (float16 and bfloat16 inputs "
             f"in float32): cast it first, e.g. {name}.astype(np.float32)"
         )
-    chunks = None
+    chunks: dict[int, int | str] | None = None
     if not isinstance(value, da.Array) and class_axis is not None:
         ndim = np.ndim(value)
         if ndim:
@@ -226,7 +247,7 @@ def _logits(value, name="logits", class_axis=None):
     return _as_dask(value, name, chunks)
 
 
-def _class_axis_in_one_chunk(x, axis, what, name):
+def _class_axis_in_one_chunk(x: DaskArray, axis: int, what: str, name: str) -> tuple[DaskArray, bool]:
     if len(x.chunks[axis]) <= 1:
         return x, False
     warnings.warn(
@@ -239,7 +260,9 @@ def _class_axis_in_one_chunk(x, axis, what, name):
     return x.rechunk({axis: -1}), True
 
 
-def _assemble(block, ind, args, x, with_grad, reduction, class_axis, denom, aux=False):
+def _assemble(block: Callable[..., Any], ind: tuple[int, ...], args: list[Any], x: DaskArray, with_grad: bool,
+              reduction: str, class_axis: int | None, denom: DaskArray | float | None, aux: bool = False
+              ) -> tuple[DaskArray, DaskArray | None, _plumbing.Aux | None]:
     """One blockwise task per block of ``x``; split its results into the loss and gradient graphs.
 
     Returns ``(loss, grad or None, Aux of dask arrays or None)``.
@@ -255,17 +278,19 @@ def _assemble(block, ind, args, x, with_grad, reduction, class_axis, denom, aux=
     )
     loss_meta = np.empty((0,) * x.ndim, dtype=loss_dtype)
 
-    def reduced(partial):
+    def reduced(partial: DaskArray) -> DaskArray:
         if reduction == "none":
             return partial if class_axis is None else partial.squeeze(axis=class_axis)
         return partial.sum(dtype=np.float64).astype(out_dtype)
 
+    grad: DaskArray | None
+    aux_out: _plumbing.Aux | None
     grad = aux_out = None
     if with_grad or aux:
         parts = da.blockwise(block, ind, *args, dtype=x.dtype, meta=np.empty((0,) * x.ndim, dtype=object),
                              align_arrays=False, concatenate=True)
 
-        def pick(k, dtype, chunks):
+        def pick(k: int, dtype: DTypeLike, chunks: Chunks) -> DaskArray:
             return parts.map_blocks(_part, k, dtype=dtype, chunks=chunks, meta=np.empty((0,) * x.ndim, dtype=dtype))
 
         partial = pick(0, loss_dtype, loss_chunks)
@@ -283,9 +308,11 @@ def _assemble(block, ind, args, x, with_grad, reduction, class_axis, denom, aux=
     return reduced(partial), grad, aux_out
 
 
-def _row_loss_graph(name, fns, logits, target, with_grad, *, weight, ignore_index, reduction, normalizer=None,
-                    axis=-1, extra=None, logits_name="logits", prob_targets=True, takes_normalizer=True,
-                    takes_axis=True, sample_weight=None, where=None, aux=False):
+def _row_loss_graph(name: str, fns: tuple[str, str], logits: DaskLike, target: DaskLike, with_grad: bool, *,
+                    weight: ArrayLike | None, ignore_index: int, reduction: str, normalizer: Real | None = None,
+                    axis: int = -1, extra: dict[str, Any] | None = None, logits_name: str = "logits",
+                    prob_targets: bool = True, takes_normalizer: bool = True, takes_axis: bool = True,
+                    sample_weight: DaskLike | None = None, where: DaskLike | None = None, aux: bool = False) -> Any:
     """Graphs of a softmax-type loss: rows along ``axis``, targets of class indices (or probabilities)."""
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
         raise ValueError(f"axis must be an integer; got {axis!r}")
@@ -351,21 +378,23 @@ def _row_loss_graph(name, fns, logits, target, with_grad, *, weight, ignore_inde
     bind = ind[:axis] + ind[axis + 1:]
     args = [x, ind, t, ind if kind == "prob" else bind] + ([] if rw is None else [rw, bind])
     loss, grad, aux_out = _assemble(block, ind, args, x, with_grad, reduction, axis, denom, aux)
-    result = (loss,)
+    result: tuple[DaskArray | _plumbing.Aux | None, ...] = (loss,)
     if with_grad:
+        assert grad is not None  # _assemble returns the gradient with_grad
         result += (grad.rechunk(original_chunks) if rechunked else grad,)
     if aux:
         result += (aux_out,)
     return result if len(result) > 1 else loss
 
 
-def _broadcast_weight(value, x, name):
+def _broadcast_weight(value: DaskLike | None, x: DaskArray, name: str
+                      ) -> tuple[DaskArray, tuple[int, ...]] | tuple[None, None]:
     """A weight broadcastable to the logits as a dask array chunked to match them (or None)."""
     if value is None:
         return None, None
     shape = tuple(getattr(value, "shape", np.shape(value)))
     try:
-        full = np.broadcast_shapes(shape, x.shape)
+        full: tuple[int, ...] | None = np.broadcast_shapes(shape, x.shape)
     except ValueError:
         full = None
     if full != x.shape:
@@ -378,8 +407,11 @@ def _broadcast_weight(value, x, name):
     return w, tuple(range(offset, x.ndim))
 
 
-def _elementwise_graph(fns, logits, target, with_grad, *, reduction, weights=None, normalizer=None, extra=None,
-                       takes_normalizer=True, sample_weight=None, where=None):
+def _elementwise_graph(fns: tuple[str, str], logits: DaskLike, target: DaskLike, with_grad: bool, *, reduction: str,
+                       weights: dict[str, DaskLike | None] | None = None, normalizer: Real | None = None,
+                       extra: dict[str, Any] | None = None, takes_normalizer: bool = True,
+                       sample_weight: DaskLike | None = None, where: DaskLike | None = None
+                       ) -> DaskArray | tuple[DaskArray, DaskArray]:
     """Graphs of an elementwise (sigmoid-type) loss: any chunking, "mean" over all elements."""
     x = _logits(logits)
     reduction = V.reduction(reduction)
@@ -400,7 +432,7 @@ def _elementwise_graph(fns, logits, target, with_grad, *, reduction, weights=Non
     rw, per_row = None, all(a is None or tuple(np.shape(a)) == x.shape[:-1] for a in (sample_weight, where))
     if x.ndim and (sample_weight is not None or where is not None):
         if per_row:
-            rw = _row_weight_graph(sample_weight, where, x.shape[:-1], x.chunks[:-1])[..., None]
+            rw = cast(DaskArray, _row_weight_graph(sample_weight, where, x.shape[:-1], x.chunks[:-1]))[..., None]
         else:
             rw = _row_weight_graph(sample_weight, where, x.shape, x.chunks)
         args += [rw, ind]
@@ -425,7 +457,7 @@ def _elementwise_graph(fns, logits, target, with_grad, *, reduction, weights=Non
 
 
 # (module, function name): looked up in the worker when the block runs
-def _in_memory(name):
+def _in_memory(name: str) -> tuple[str, str]:
     """``(module, name)`` of the in-memory loss each block runs, from the registry."""
     return f"numloss.{_registry.BY_NAME[name].module}", name
 
@@ -438,8 +470,10 @@ _COSFACE = _in_memory("cosface_cross_entropy")
 _ARCFACE = _in_memory("arcface_cross_entropy")
 
 
-def _softmax_graph(name, logits, target, with_grad, weight, ignore_index, label_smoothing, z_loss, softcap, eps,
-                   axis, reduction, normalizer, sample_weight=None, where=None, aux=False):
+def _softmax_graph(name: str, logits: DaskLike, target: DaskLike, with_grad: bool, weight: ArrayLike | None,
+                   ignore_index: int, label_smoothing: Real, z_loss: Real, softcap: Real | None, eps: Real, axis: int,
+                   reduction: str, normalizer: Real | None, sample_weight: DaskLike | None = None,
+                   where: DaskLike | None = None, aux: bool = False) -> Any:
     ls, z, cap, eps = V.label_smoothing(label_smoothing), V.z_loss(z_loss), V.softcap(softcap), V.eps(eps)
     V.eps_combinations(eps, ls, z, cap)
     extra = dict(label_smoothing=ls, z_loss=z, softcap=None if cap == 0.0 else cap, eps=eps)
@@ -448,8 +482,10 @@ def _softmax_graph(name, logits, target, with_grad, weight, ignore_index, label_
                            sample_weight=sample_weight, where=where, aux=aux)
 
 
-def _margin_graph(name, fns, kind, cosine, target, with_grad, scale, margin, weight, ignore_index, label_smoothing,
-                  reduction, extra, sample_weight=None, where=None, aux=False):
+def _margin_graph(name: str, fns: tuple[str, str], kind: int, cosine: DaskLike, target: DaskLike, with_grad: bool,
+                  scale: Real, margin: Real, weight: ArrayLike | None, ignore_index: int, label_smoothing: Real,
+                  reduction: str, extra: dict[str, Any], sample_weight: DaskLike | None = None,
+                  where: DaskLike | None = None, aux: bool = False) -> Any:
     # the in-memory wrappers' own checks of scale, margin and label_smoothing, run here before any graph
     dtype = _dtype_of(cosine)
     _margin._options(kind, scale, margin, label_smoothing, dtype if dtype in V.FLOAT_DTYPES else np.dtype(np.float64))
@@ -462,9 +498,11 @@ def _margin_graph(name, fns, kind, cosine, target, with_grad, scale, margin, wei
 
 # --------------------------------------------------------------------------- public functions
 def softmax_cross_entropy(
-    logits, target, *, weight=None, ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None,
-    eps=0.0, axis=-1, reduction="mean", normalizer=None, sample_weight=None, where=None, aux=False,
-):
+    logits: DaskLike, target: DaskLike, *, weight: ArrayLike | None = None, ignore_index: int = -100,
+    label_smoothing: Real = 0.0, z_loss: Real = 0.0, softcap: Real | None = None, eps: Real = 0.0, axis: int = -1,
+    reduction: Reduction = "mean", normalizer: Real | None = None, sample_weight: DaskLike | None = None,
+    where: DaskLike | None = None, aux: bool = False,
+) -> Any:
     """Lazy :func:`numloss.softmax_cross_entropy` of dask arrays chunked along the batch axes.
 
     The formula, options and normalisation are those of
@@ -502,9 +540,11 @@ def softmax_cross_entropy(
 
 
 def softmax_cross_entropy_with_grad(
-    logits, target, *, weight=None, ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None,
-    eps=0.0, axis=-1, reduction="mean", normalizer=None, sample_weight=None, where=None, aux=False,
-):
+    logits: DaskLike, target: DaskLike, *, weight: ArrayLike | None = None, ignore_index: int = -100,
+    label_smoothing: Real = 0.0, z_loss: Real = 0.0, softcap: Real | None = None, eps: Real = 0.0, axis: int = -1,
+    reduction: Reduction = "mean", normalizer: Real | None = None, sample_weight: DaskLike | None = None,
+    where: DaskLike | None = None, aux: bool = False,
+) -> Any:
     """Lazy :func:`numloss.softmax_cross_entropy_with_grad` of dask arrays: one fused kernel call per block.
 
     Parameters
@@ -535,8 +575,10 @@ def softmax_cross_entropy_with_grad(
                           label_smoothing, z_loss, softcap, eps, axis, reduction, normalizer, sample_weight, where, aux)
 
 
-def sigmoid_cross_entropy(logits, target, *, weight=None, pos_weight=None, eps=0.0, reduction="mean",
-                          normalizer=None, sample_weight=None, where=None):
+def sigmoid_cross_entropy(logits: DaskLike, target: DaskLike, *, weight: DaskLike | None = None,
+                          pos_weight: DaskLike | None = None, eps: Real = 0.0, reduction: Reduction = "mean",
+                          normalizer: Real | None = None, sample_weight: DaskLike | None = None,
+                          where: DaskLike | None = None) -> DaskArray:
     """Lazy :func:`numloss.sigmoid_cross_entropy` of dask arrays (any chunking: it is elementwise).
 
     Parameters
@@ -568,8 +610,11 @@ def sigmoid_cross_entropy(logits, target, *, weight=None, pos_weight=None, eps=0
                               sample_weight=sample_weight, where=where)
 
 
-def sigmoid_cross_entropy_with_grad(logits, target, *, weight=None, pos_weight=None, eps=0.0, reduction="mean",
-                                    normalizer=None, sample_weight=None, where=None):
+def sigmoid_cross_entropy_with_grad(logits: DaskLike, target: DaskLike, *, weight: DaskLike | None = None,
+                                    pos_weight: DaskLike | None = None, eps: Real = 0.0,
+                                    reduction: Reduction = "mean", normalizer: Real | None = None,
+                                    sample_weight: DaskLike | None = None, where: DaskLike | None = None
+                                    ) -> tuple[DaskArray, DaskArray]:
     """Lazy :func:`numloss.sigmoid_cross_entropy_with_grad` of dask arrays: one fused kernel call per block.
 
     Parameters
@@ -598,7 +643,9 @@ def sigmoid_cross_entropy_with_grad(logits, target, *, weight=None, pos_weight=N
                               sample_weight=sample_weight, where=where)
 
 
-def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean", sample_weight=None, where=None):
+def sigmoid_focal_loss(logits: DaskLike, target: DaskLike, *, alpha: Real | None = 0.25, gamma: Real = 2.0,
+                       reduction: Reduction = "mean", sample_weight: DaskLike | None = None,
+                       where: DaskLike | None = None) -> DaskArray:
     """Lazy :func:`numloss.sigmoid_focal_loss` of dask arrays (any chunking: it is elementwise).
 
     "mean" divides by the logits' total element count, as in memory.  Other
@@ -610,8 +657,10 @@ def sigmoid_focal_loss(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean
                               takes_normalizer=False, sample_weight=sample_weight, where=where)
 
 
-def sigmoid_focal_loss_with_grad(logits, target, *, alpha=0.25, gamma=2.0, reduction="mean", sample_weight=None,
-                                 where=None):
+def sigmoid_focal_loss_with_grad(logits: DaskLike, target: DaskLike, *, alpha: Real | None = 0.25,
+                                 gamma: Real = 2.0, reduction: Reduction = "mean",
+                                 sample_weight: DaskLike | None = None, where: DaskLike | None = None
+                                 ) -> tuple[DaskArray, DaskArray]:
     """Lazy :func:`numloss.sigmoid_focal_loss_with_grad`: one fused kernel call per block.
 
     Returns ``(loss, grad)`` as :func:`sigmoid_cross_entropy_with_grad` (this module's).
@@ -622,8 +671,9 @@ def sigmoid_focal_loss_with_grad(logits, target, *, alpha=0.25, gamma=2.0, reduc
                               takes_normalizer=False, sample_weight=sample_weight, where=where)
 
 
-def softmax_focal_loss(logits, target, *, gamma=2.0, weight=None, ignore_index=-100, reduction="mean",
-                       sample_weight=None, where=None, aux=False):
+def softmax_focal_loss(logits: DaskLike, target: DaskLike, *, gamma: Real = 2.0, weight: ArrayLike | None = None,
+                       ignore_index: int = -100, reduction: Reduction = "mean", sample_weight: DaskLike | None = None,
+                       where: DaskLike | None = None, aux: bool = False) -> Any:
     """Lazy :func:`numloss.softmax_focal_loss` of dask arrays chunked along the batch axes.
 
     Classes on the last axis (rechunked into one chunk with a warning when
@@ -637,8 +687,10 @@ def softmax_focal_loss(logits, target, *, gamma=2.0, weight=None, ignore_index=-
                            where=where, aux=aux)
 
 
-def softmax_focal_loss_with_grad(logits, target, *, gamma=2.0, weight=None, ignore_index=-100, reduction="mean",
-                                 sample_weight=None, where=None, aux=False):
+def softmax_focal_loss_with_grad(logits: DaskLike, target: DaskLike, *, gamma: Real = 2.0,
+                                 weight: ArrayLike | None = None, ignore_index: int = -100,
+                                 reduction: Reduction = "mean", sample_weight: DaskLike | None = None,
+                                 where: DaskLike | None = None, aux: bool = False) -> Any:
     """Lazy :func:`numloss.softmax_focal_loss_with_grad`: one fused kernel call per block."""
     extra = dict(gamma=_focal._gamma(gamma))
     return _row_loss_graph("softmax_focal_loss_with_grad", _SOFTMAX_FOCAL, logits, target, True, weight=weight,
@@ -647,23 +699,30 @@ def softmax_focal_loss_with_grad(logits, target, *, gamma=2.0, weight=None, igno
                            where=where, aux=aux)
 
 
-def cosface_cross_entropy(cosine, target, *, scale=30.0, margin=0.35, weight=None, ignore_index=-100,
-                          label_smoothing=0.0, reduction="mean", sample_weight=None, where=None, aux=False):
+def cosface_cross_entropy(cosine: DaskLike, target: DaskLike, *, scale: Real = 30.0, margin: Real = 0.35,
+                          weight: ArrayLike | None = None, ignore_index: int = -100, label_smoothing: Real = 0.0,
+                          reduction: Reduction = "mean", sample_weight: DaskLike | None = None,
+                          where: DaskLike | None = None, aux: bool = False) -> Any:
     """Lazy :func:`numloss.cosface_cross_entropy` of dask cosines chunked along the batch axes."""
     return _margin_graph("cosface_cross_entropy", _COSFACE, _margin_kernels.COSFACE, cosine, target, False, scale,
                          margin, weight, ignore_index, label_smoothing, reduction, {}, sample_weight, where, aux)
 
 
-def cosface_cross_entropy_with_grad(cosine, target, *, scale=30.0, margin=0.35, weight=None, ignore_index=-100,
-                                    label_smoothing=0.0, reduction="mean", sample_weight=None, where=None, aux=False):
+def cosface_cross_entropy_with_grad(cosine: DaskLike, target: DaskLike, *, scale: Real = 30.0,
+                                    margin: Real = 0.35, weight: ArrayLike | None = None, ignore_index: int = -100,
+                                    label_smoothing: Real = 0.0, reduction: Reduction = "mean",
+                                    sample_weight: DaskLike | None = None, where: DaskLike | None = None,
+                                    aux: bool = False) -> Any:
     """Lazy :func:`numloss.cosface_cross_entropy_with_grad`: one fused kernel call per block."""
     return _margin_graph("cosface_cross_entropy_with_grad", _COSFACE, _margin_kernels.COSFACE, cosine, target, True,
                          scale, margin, weight, ignore_index, label_smoothing, reduction, {}, sample_weight, where, aux)
 
 
-def arcface_cross_entropy(cosine, target, *, scale=64.0, margin=0.5, easy_margin=False, weight=None,
-                          ignore_index=-100, label_smoothing=0.0, reduction="mean", sample_weight=None, where=None,
-                          aux=False):
+def arcface_cross_entropy(cosine: DaskLike, target: DaskLike, *, scale: Real = 64.0, margin: Real = 0.5,
+                          easy_margin: bool = False, weight: ArrayLike | None = None, ignore_index: int = -100,
+                          label_smoothing: Real = 0.0, reduction: Reduction = "mean",
+                          sample_weight: DaskLike | None = None, where: DaskLike | None = None,
+                          aux: bool = False) -> Any:
     """Lazy :func:`numloss.arcface_cross_entropy` of dask cosines chunked along the batch axes."""
     kind = _margin_kernels.ARCFACE_EASY if V.flag(easy_margin, "easy_margin") else _margin_kernels.ARCFACE
     return _margin_graph("arcface_cross_entropy", _ARCFACE, kind, cosine, target, False, scale, margin, weight,
@@ -671,9 +730,11 @@ def arcface_cross_entropy(cosine, target, *, scale=64.0, margin=0.5, easy_margin
                          where, aux)
 
 
-def arcface_cross_entropy_with_grad(cosine, target, *, scale=64.0, margin=0.5, easy_margin=False, weight=None,
-                                    ignore_index=-100, label_smoothing=0.0, reduction="mean",
-                                    sample_weight=None, where=None, aux=False):
+def arcface_cross_entropy_with_grad(cosine: DaskLike, target: DaskLike, *, scale: Real = 64.0, margin: Real = 0.5,
+                                    easy_margin: bool = False, weight: ArrayLike | None = None,
+                                    ignore_index: int = -100, label_smoothing: Real = 0.0,
+                                    reduction: Reduction = "mean", sample_weight: DaskLike | None = None,
+                                    where: DaskLike | None = None, aux: bool = False) -> Any:
     """Lazy :func:`numloss.arcface_cross_entropy_with_grad`: one fused kernel call per block."""
     kind = _margin_kernels.ARCFACE_EASY if V.flag(easy_margin, "easy_margin") else _margin_kernels.ARCFACE
     return _margin_graph("arcface_cross_entropy_with_grad", _ARCFACE, kind, cosine, target, True, scale, margin,

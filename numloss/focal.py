@@ -9,15 +9,15 @@ import numpy as np
 from . import _indexed, _plumbing
 from . import _validate as V
 from ._kernels import focal as K
-from ._typing import ArrayLike, Grad, LossValue, Real, Reduction
+from ._typing import AnyArray, ArrayLike, Float64Array, Grad, LossValue, Real, Reduction
 from .softmax import run_int_kernel
 
 
-def _gamma(value):
+def _gamma(value: object) -> float:
     return _indexed.real_in(value, "gamma", lo=0.0)
 
 
-def _alpha(value):
+def _alpha(value: object) -> float:
     """``None`` or negative -> -1.0 (off); else a number in [0, 1]."""
     if value is None:
         return -1.0
@@ -29,7 +29,9 @@ def _alpha(value):
     return a
 
 
-def _prepare_sigmoid(logits, target, alpha, gamma, reduction, sample_weight, where):
+def _prepare_sigmoid(logits: ArrayLike, target: ArrayLike, alpha: Real | None, gamma: Real, reduction: str,
+                     sample_weight: ArrayLike | None, where: ArrayLike | None
+                     ) -> tuple[_plumbing.Batch, tuple[object, ...], Float64Array | None]:
     """Validate; return ``(batch, head, element weights or None)`` for :mod:`numloss._plumbing` and the focal
     kernels."""
     x = V.float_array(logits)
@@ -155,11 +157,12 @@ def sigmoid_focal_loss_with_grad(logits: ArrayLike, target: ArrayLike, *, alpha:
     return _plumbing.reduce(b, losses, b.x.dtype), grad
 
 
-def _softmax_runner(p, gamma):
+def _softmax_runner(p: _indexed.Indexed, gamma: float) -> _plumbing.Runner:
     if gamma != 0.0:
         return _indexed.runner(p, K.SOFTMAX, gamma)
 
-    def cross_entropy(x2, grad2):  # gamma = 0 is the cross-entropy itself, bit for bit: softmax's kernels
+    # gamma = 0 is the cross-entropy itself, bit for bit: softmax's kernels
+    def cross_entropy(x2: AnyArray, grad2: AnyArray) -> AnyArray:
         row_loss = np.empty(p.batch.N, dtype=np.float64)
         b = p.batch
         run_int_kernel(x2, p.target, p.weight, p.ignore, 0.0, 0.0, 0.0, 0.0, b.inv_denom, b.row_weight, grad2,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from . import _blas, _parallel, _plumbing
 from . import _validate as V
 from ._kernels import linear as KL
 from ._kernels import softmax as KS
-from ._typing import ArrayLike, Real, Reduction
+from ._typing import AnyArray, ArrayLike, Float64Array, Real, Reduction
 from .softmax import run_int_kernel, z_loss_rows
 
 #: Default size of the reused logits buffer; ``chunk_size=None`` picks the rows
@@ -34,7 +34,7 @@ from .softmax import run_int_kernel, z_loss_rows
 DEFAULT_CHUNK_BYTES = 64 << 20
 
 
-def default_chunk_size(num_rows, num_classes, itemsize):
+def default_chunk_size(num_rows: int, num_classes: int, itemsize: int) -> int:
     """Rows per chunk when ``chunk_size=None``.
 
     About :data:`DEFAULT_CHUNK_BYTES` of logits per chunk (at least 1 row),
@@ -51,7 +51,7 @@ def default_chunk_size(num_rows, num_classes, itemsize):
     return -(-num_rows // nchunks)
 
 
-def _same_float_array(value, name, dtype):
+def _same_float_array(value: ArrayLike, name: str, dtype: np.dtype[Any]) -> AnyArray:
     arr = np.asarray(value)
     if arr.dtype != dtype:
         raise TypeError(
@@ -61,7 +61,7 @@ def _same_float_array(value, name, dtype):
     return arr
 
 
-def _chunk_size(value):
+def _chunk_size(value: object) -> int | None:
     if value is None:
         return None
     value = V._scalar(value)
@@ -74,7 +74,7 @@ _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
-def _max_memory(value):
+def _max_memory(value: object) -> int | None:
     """``max_memory`` as a number of bytes (``None`` stays ``None``): an integer, or a string such as
     ``"256MiB"``, ``"1.5 GB"`` or ``"4096"`` (B, KB/MB/GB/TB powers of 1000, KiB/MiB/GiB/TiB of 1024)."""
     if value is None:
@@ -100,8 +100,8 @@ def _max_memory(value):
     return int(nbytes)
 
 
-def chunk_rows_for_budget(budget, N, V, D, itemsize, want_grad, gather, blas_accumulate, copied, bias=False,
-                          target_rows=False):
+def chunk_rows_for_budget(budget: int, N: int, V: int, D: int, itemsize: int, want_grad: bool, gather: bool,
+                          blas_accumulate: bool, copied: int, bias: bool = False, target_rows: bool = False) -> int:
     """The most rows per chunk whose working memory (docs/linear.md's formula) stays within ``budget`` bytes.
 
     Fixed part: the per-row float64 losses, the int64 targets and the kept-row
@@ -135,8 +135,11 @@ def chunk_rows_for_budget(budget, N, V, D, itemsize, want_grad, gather, blas_acc
     return int(rows)
 
 
-def _prepare(hidden, weight, target, bias, weight_classes, ignore_index, label_smoothing, z_loss, softcap,
-             reduction, normalizer, chunk_size, max_memory=None, sample_weight=None, where=None, aux=False):
+def _prepare(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike, bias: ArrayLike | None,
+             weight_classes: ArrayLike | None, ignore_index: int, label_smoothing: Real, z_loss: Real,
+             softcap: Real | None, reduction: str, normalizer: Real | None, chunk_size: object,
+             max_memory: object = None, sample_weight: ArrayLike | None = None, where: ArrayLike | None = None,
+             aux: bool = False) -> dict[str, Any]:
     """Validate everything before any work; return what the chunk loop needs."""
     h = V.float_array(hidden, "hidden")
     if h.ndim < 1:
@@ -223,11 +226,11 @@ def _prepare(hidden, weight, target, bias, weight_classes, ignore_index, label_s
 HALF_WEIGHT_BLOCK_BYTES = 4 << 20
 
 
-def _weight_block_rows(num_classes, D):
+def _weight_block_rows(num_classes: int, D: int) -> int:
     return max(1, min(num_classes, HALF_WEIGHT_BLOCK_BYTES // max(1, 4 * D)))
 
 
-def _logits_of(hc, w, out, wblock):
+def _logits_of(hc: AnyArray, w: AnyArray, out: AnyArray, wblock: AnyArray | None) -> None:
     """``out = hc @ w.T``; for a half ``w``, one float32 block of ``wblock.shape[0]`` rows of it at a time."""
     if wblock is None:
         np.matmul(hc, w.T, out=out)
@@ -240,7 +243,8 @@ def _logits_of(hc, w, out, wblock):
         np.matmul(hc, wb.T, out=out[:, s:e])
 
 
-def _grad_times_weight(g, w, out, wblock, tmp):
+def _grad_times_weight(g: AnyArray, w: AnyArray, out: AnyArray, wblock: AnyArray | None, tmp: AnyArray | None
+                       ) -> None:
     """``out = g @ w``, blockwise over the classes for a half ``w`` (``tmp`` of ``out``'s shape)."""
     if wblock is None:
         np.matmul(g, w, out=out)
@@ -257,7 +261,8 @@ def _grad_times_weight(g, w, out, wblock, tmp):
             out += tmp
 
 
-def _accumulate_weight_grad(g, hc, d_weight, first, tmp):
+def _accumulate_weight_grad(g: AnyArray, hc: AnyArray, d_weight: AnyArray, first: bool, tmp: AnyArray | None
+                            ) -> None:
     """``d_weight (+)= g.T @ hc`` without a ``(V, D)`` temporary."""
     if _blas.available(g.dtype):
         # BLAS beta = 1: the GEMM kernel updates d_weight in place, on all of BLAS's threads
@@ -265,6 +270,7 @@ def _accumulate_weight_grad(g, hc, d_weight, first, tmp):
     elif first:
         np.matmul(g.T, hc, out=d_weight)
     else:
+        assert tmp is not None  # (_run allocates it when BLAS is not available)
         vb = tmp.shape[0]
         for s in range(0, d_weight.shape[0], vb):
             e = min(d_weight.shape[0], s + vb)
@@ -272,7 +278,8 @@ def _accumulate_weight_grad(g, hc, d_weight, first, tmp):
             d_weight[s:e] += tmp[: e - s]
 
 
-def _run(p, want_grad):
+def _run(p: dict[str, Any], want_grad: bool
+         ) -> tuple[Float64Array, AnyArray | None, AnyArray | None, Float64Array | None]:
     """The chunk loop.  Returns ``(row_loss, d_hidden, d_weight, d_bias)`` (grads None without ``want_grad``)."""
     N, D, Vn, out_dtype = p["N"], p["D"], p["V"], p["dtype"]
     # half inputs: products and kernel in float32 (hidden converted per chunk, weight per block), d_weight
@@ -336,6 +343,7 @@ def _run(p, want_grad):
         m = stop - start
         x = buf[:m]
         if gather:
+            assert idx is not None  # (the kept rows' indices, when gathering)
             sel = idx[start:stop]
             hc = hbuf[:m]
             if half:
@@ -347,6 +355,7 @@ def _run(p, want_grad):
                 tc = tbuf[:m]
                 np.take(t, sel, out=tc, mode="clip")
             else:
+                assert pbuf is not None  # (gathered probability targets are copied: target_rows)
                 tc = pbuf[:m]
                 tc[...] = probs[sel]
             rwc = rwbuf[:m] if weighted else rw
@@ -361,6 +370,7 @@ def _run(p, want_grad):
             if probs is None:
                 tc = t[start:stop]
             elif target_rows:
+                assert pbuf is not None
                 tc = pbuf[:m]
                 tc[...] = probs[start:stop]
             else:
@@ -387,10 +397,14 @@ def _run(p, want_grad):
                 lse[sel] = lsec
         if not want_grad:
             continue
+        # (the gradient buffers exist with want_grad; dhbuf when gathering or half, dhtmp when half)
+        assert d_hidden is not None and d_weight is not None
         if gather:
-            _grad_times_weight(g, w, dhbuf[:m], wblock, dhtmp[:m] if half else None)
+            assert dhbuf is not None
+            _grad_times_weight(g, w, dhbuf[:m], wblock, cast(AnyArray, dhtmp)[:m] if half else None)
             d_hidden[sel] = dhbuf[:m]
         elif half:
+            assert dhbuf is not None and dhtmp is not None
             _grad_times_weight(g, w, dhbuf[:m], wblock, dhtmp[:m])
             d_hidden[start:stop] = dhbuf[:m]  # rounded to nearest even
         else:
@@ -402,7 +416,8 @@ def _run(p, want_grad):
     return row_loss, d_hidden, d_weight, dbias_acc
 
 
-def _reduce(p, row_loss):
+# (Any: the loss, or ``(loss, aux)``)
+def _reduce(p: dict[str, Any], row_loss: Float64Array) -> Any:
     """The reduced loss, and the :class:`~numloss.Aux` when ``aux=True``."""
     b, dtype = p["batch"], p["dtype"]
     loss = _plumbing.reduce(b, row_loss, dtype)
@@ -575,6 +590,7 @@ def linear_cross_entropy_with_grad(
     p = _prepare(hidden, weight, target, bias, weight_classes, ignore_index, label_smoothing, z_loss, softcap,
                  reduction, normalizer, chunk_size, max_memory, sample_weight, where, aux)
     row_loss, d_hidden, d_weight, dbias_acc = _run(p, want_grad=True)
+    assert d_hidden is not None and d_weight is not None  # (want_grad=True)
     d_bias = dbias_acc.astype(p["dtype"]) if dbias_acc is not None else None
     d_weight = d_weight.astype(p["dtype"], copy=False)  # (half inputs: the float32 sum rounded once)
     d_hidden = d_hidden.reshape(p["batch_shape"] + (p["D"],))

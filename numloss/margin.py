@@ -13,7 +13,8 @@ from ._kernels import margin as K
 from ._typing import ArrayLike, Grad, Real, Reduction
 
 
-def _options(kind, scale, margin, label_smoothing, dtype):
+def _options(kind: int, scale: object, margin: object, label_smoothing: object, dtype: np.dtype[Any]
+             ) -> tuple[float, float, int, float, float, float, float, float, float]:
     """The kernel's option tuple ``(ls, scale, kind, margin, cos_m, sin_m, th, mm, sin_floor)``."""
     scale = _indexed.real_in(scale, "scale", lo=0.0, lo_open=True)
     ls = V.label_smoothing(label_smoothing)

@@ -12,10 +12,12 @@ kernels as :func:`numloss.sigmoid_cross_entropy_with_grad` and
 = batch size), so forward computes the gradient too and backward returns it.
 """
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Literal, cast
 
 import numpy as np
 
+from ._typing import ArrayLike, Grad, Real
 from .focal import sigmoid_focal_loss_with_grad, softmax_focal_loss_with_grad
 from .margin import arcface_cross_entropy_with_grad, cosface_cross_entropy_with_grad
 from .sigmoid import sigmoid_cross_entropy_with_grad
@@ -25,32 +27,32 @@ from .softmax import softmax_cross_entropy_with_grad
 class Parameter:
     """A trainable array ``data`` and its gradient ``grad`` (zeros like ``data`` by default)."""
 
-    def __init__(self, data, grad=None):
+    def __init__(self, data: ArrayLike, grad: ArrayLike | None = None) -> None:
         self.data = np.asarray(data)
         self.grad = np.zeros_like(self.data) if grad is None else np.asarray(grad)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
 
 
 class Module:
     """Base class: holds ``params`` (a list of :class:`Parameter`) and ``weight_decay``."""
 
-    def __init__(self, params=(), weight_decay=0.0):
+    def __init__(self, params: Iterable[Parameter] = (), weight_decay: float = 0.0) -> None:
         self.params = list(params)
         self.weight_decay = weight_decay
 
-    def decay_backward(self):
+    def decay_backward(self) -> None:
         """L2 weight decay: ``p.grad += weight_decay * p.data`` for every parameter."""
         for p in self.params:
             p.grad += self.weight_decay * p.data
 
 
-def _batch_size(x):
+def _batch_size(x: ArrayLike) -> int:
     x = np.asarray(x)
     if x.ndim < 1 or x.shape[0] == 0:
         raise ValueError(f"x must have a non-empty batch axis 0; got shape {x.shape}")
-    return x.shape[0]
+    return cast(int, x.shape[0])  # (an ndarray's shape holds ints; NumPy's stubs: Any)
 
 
 class SigmoidCrossEntropy(Module):
@@ -61,12 +63,12 @@ class SigmoidCrossEntropy(Module):
     decay to ``params`` and returns ``(p - y) / batch_size``.
     """
 
-    def __init__(self, params=(), weight_decay=1e-5, eps=1e-6):
+    def __init__(self, params: Iterable[Parameter] = (), weight_decay: float = 1e-5, eps: float = 1e-6) -> None:
         super().__init__(params, weight_decay)
         self.eps = eps
-        self._grad = None
+        self._grad: Grad | None = None
 
-    def forward(self, x, label_onehot):
+    def forward(self, x: ArrayLike, label_onehot: ArrayLike) -> float:
         self.batch_size = _batch_size(x)
         loss, self._grad = sigmoid_cross_entropy_with_grad(
             x, label_onehot, eps=self.eps, reduction="mean", normalizer=self.batch_size
@@ -75,7 +77,7 @@ class SigmoidCrossEntropy(Module):
 
     __call__ = forward
 
-    def backward(self):
+    def backward(self) -> Grad:
         if self._grad is None:
             raise RuntimeError("backward() called before forward()")
         self.decay_backward()
@@ -90,12 +92,12 @@ class SoftmaxCrossEntropy(Module):
     misspells ``batch_size`` there; this one works).
     """
 
-    def __init__(self, eps=1e-6):
+    def __init__(self, eps: float = 1e-6) -> None:
         super().__init__()
         self.eps = eps
-        self._grad = None
+        self._grad: Grad | None = None
 
-    def forward(self, x, label_onehot):
+    def forward(self, x: ArrayLike, label_onehot: ArrayLike) -> float:
         self.batch_size = _batch_size(x)
         x = np.asarray(x)
         y = np.asarray(label_onehot)
@@ -108,7 +110,7 @@ class SoftmaxCrossEntropy(Module):
 
     __call__ = forward
 
-    def backward(self):
+    def backward(self) -> Grad:
         if self._grad is None:
             raise RuntimeError("backward() called before forward()")
         return self._grad
@@ -125,15 +127,16 @@ class _FusedLoss(Module):
 
     _with_grad: Any = None
 
-    def __init__(self, reduction="mean", **options):
+    def __init__(self, reduction: Literal["mean", "sum"] = "mean", **options: Any) -> None:
         super().__init__()
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum' (forward returns a float); got {reduction!r}")
         self.reduction = reduction
         self.options = options
-        self._grad = None
+        self._grad: Grad | None = None
 
-    def forward(self, x, target, sample_weight=None, where=None):
+    def forward(self, x: ArrayLike, target: ArrayLike, sample_weight: ArrayLike | None = None,
+                where: ArrayLike | None = None) -> float:
         """The loss as a float; ``sample_weight`` and ``where`` (per sample, or per element for the
         sigmoid focal loss) as the function's."""
         loss, self._grad = type(self)._with_grad(x, target, reduction=self.reduction, sample_weight=sample_weight,
@@ -142,7 +145,7 @@ class _FusedLoss(Module):
 
     __call__ = forward
 
-    def backward(self):
+    def backward(self) -> Grad:
         if self._grad is None:
             raise RuntimeError("backward() called before forward()")
         return self._grad
@@ -157,7 +160,8 @@ class SigmoidFocalLoss(_FusedLoss):
 
     _with_grad = staticmethod(sigmoid_focal_loss_with_grad)
 
-    def __init__(self, alpha=0.25, gamma=2.0, reduction="mean"):
+    def __init__(self, alpha: Real | None = 0.25, gamma: Real = 2.0,
+                 reduction: Literal["mean", "sum"] = "mean") -> None:
         super().__init__(reduction, alpha=alpha, gamma=gamma)
 
 
@@ -166,7 +170,8 @@ class SoftmaxFocalLoss(_FusedLoss):
 
     _with_grad = staticmethod(softmax_focal_loss_with_grad)
 
-    def __init__(self, gamma=2.0, weight=None, ignore_index=-100, reduction="mean"):
+    def __init__(self, gamma: Real = 2.0, weight: ArrayLike | None = None, ignore_index: int = -100,
+                 reduction: Literal["mean", "sum"] = "mean") -> None:
         super().__init__(reduction, gamma=gamma, weight=weight, ignore_index=ignore_index)
 
 
@@ -179,8 +184,9 @@ class CosFaceLoss(_FusedLoss):
 
     _with_grad = staticmethod(cosface_cross_entropy_with_grad)
 
-    def __init__(self, scale=30.0, margin=0.35, weight=None, ignore_index=-100, label_smoothing=0.0,
-                 reduction="mean"):
+    def __init__(self, scale: Real = 30.0, margin: Real = 0.35, weight: ArrayLike | None = None,
+                 ignore_index: int = -100, label_smoothing: Real = 0.0,
+                 reduction: Literal["mean", "sum"] = "mean") -> None:
         super().__init__(reduction, scale=scale, margin=margin, weight=weight, ignore_index=ignore_index,
                          label_smoothing=label_smoothing)
 
@@ -194,7 +200,8 @@ class ArcFaceLoss(_FusedLoss):
 
     _with_grad = staticmethod(arcface_cross_entropy_with_grad)
 
-    def __init__(self, scale=64.0, margin=0.5, easy_margin=False, weight=None, ignore_index=-100,
-                 label_smoothing=0.0, reduction="mean"):
+    def __init__(self, scale: Real = 64.0, margin: Real = 0.5, easy_margin: bool = False,
+                 weight: ArrayLike | None = None, ignore_index: int = -100, label_smoothing: Real = 0.0,
+                 reduction: Literal["mean", "sum"] = "mean") -> None:
         super().__init__(reduction, scale=scale, margin=margin, easy_margin=easy_margin, weight=weight,
                          ignore_index=ignore_index, label_smoothing=label_smoothing)

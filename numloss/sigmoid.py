@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from . import _plumbing
 from . import _validate as V
 from ._kernels import sigmoid as K
-from ._typing import ArrayLike, Grad, LossValue, Real, Reduction
+from ._typing import AnyArray, ArrayLike, Float64Array, Grad, LossValue, Real, Reduction
+
+if TYPE_CHECKING:
+    from ._kernels._rows import KernelSet
 
 #: ``(C, dtype) -> (1, C) ones``, read-only: kernels never write their weights, and reusing the
 #: array saves two allocations per call at small shapes
-_UNIT_ROWS: dict = {}
+_UNIT_ROWS: dict[tuple[int, np.dtype[Any]], AnyArray] = {}
 
 
-def _unit_row(C, dtype):
+def _unit_row(C: int, dtype: np.dtype[Any]) -> AnyArray:
     key = (C, dtype)
     ones = _UNIT_ROWS.get(key)
     if ones is None:
@@ -27,7 +31,7 @@ def _unit_row(C, dtype):
     return ones
 
 
-def broadcast_weight(value, shape, dtype, name):
+def broadcast_weight(value: ArrayLike | None, shape: tuple[int, ...], dtype: np.dtype[Any], name: str) -> AnyArray:
     """A weight broadcastable to ``shape`` as a read-only ``(R, C)`` array, R in {1, N}.
 
     Weights that vary along the last axis and/or along all leading axes
@@ -48,7 +52,8 @@ def broadcast_weight(value, shape, dtype, name):
         full = None
     if full != tuple(shape) or w.ndim > len(shape2):
         raise ValueError(f"{name} of shape {w.shape} does not broadcast to the logits' shape {tuple(shape)}")
-    w = w.reshape((1,) * (len(shape2) - w.ndim) + w.shape)
+    # (cast: NumPy's stubs pick reshape's 0-d overload for this shape, a tuple built at run time)
+    w = cast(AnyArray, w.reshape((1,) * (len(shape2) - w.ndim) + w.shape))
     lead, last = w.shape[:-1], w.shape[-1]
     if all(d == 1 for d in lead):
         rows = 1
@@ -61,7 +66,9 @@ def broadcast_weight(value, shape, dtype, name):
     return _plumbing.readonly(np.ascontiguousarray(np.broadcast_to(w.reshape(rows, last), (rows, C)), dtype=dtype))
 
 
-def _prepare(logits, target, weight, pos_weight, eps, reduction, normalizer, sample_weight, where):
+def _prepare(logits: ArrayLike, target: ArrayLike, weight: ArrayLike | None, pos_weight: ArrayLike | None, eps: Real,
+             reduction: str, normalizer: Real | None, sample_weight: ArrayLike | None, where: ArrayLike | None
+             ) -> tuple[_plumbing.Batch, KernelSet, tuple[object, ...], Float64Array | None]:
     """Validate; return ``(batch, kernels, head, element weights or None)`` for :mod:`numloss._plumbing`."""
     x = V.float_array(logits)
     reduction = V.reduction(reduction)

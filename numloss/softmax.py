@@ -11,7 +11,7 @@ import numpy as np
 from . import _plumbing
 from . import _validate as V
 from ._kernels import softmax as K
-from ._typing import ArrayLike, Grad, Real, Reduction
+from ._typing import AnyArray, ArrayLike, Float64Array, Grad, IndexArray, Real, Reduction
 
 
 @dataclasses.dataclass(slots=True)
@@ -32,8 +32,9 @@ class _Softmax:
     aux: bool
 
 
-def _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, softcap, eps, axis, reduction, normalizer,
-             sample_weight=None, where=None, aux=False):
+def _prepare(logits: ArrayLike, target: ArrayLike, weight: ArrayLike | None, ignore_index: int, label_smoothing: Real,
+             z_loss: Real, softcap: Real | None, eps: Real, axis: int, reduction: str, normalizer: Real | None,
+             sample_weight: ArrayLike | None = None, where: ArrayLike | None = None, aux: bool = False) -> _Softmax:
     """Validate everything before any work."""
     x = V.float_array(logits)
     if x.ndim == 0:
@@ -85,7 +86,7 @@ def _prepare(logits, target, weight, ignore_index, label_smoothing, z_loss, soft
     return _Softmax(b, axis, kind, tflat, t, w, ignore, ls, z, cap, eps, aux)
 
 
-def _axis(axis, ndim):
+def _axis(axis: object, ndim: int) -> int:
     if axis == -1 and type(axis) is int:
         return ndim - 1
     if isinstance(axis, (bool, np.bool_)):
@@ -98,7 +99,9 @@ def _axis(axis, ndim):
     return axis % ndim
 
 
-def run_int_kernel(x2, target, weight, ignore, ls, z, cap, eps, inv_denom, row_weight, grad2, row_loss, lse):
+def run_int_kernel(x2: AnyArray, target: IndexArray, weight: Float64Array, ignore: int, ls: float, z: float, cap: float,
+                   eps: float, inv_denom: float, row_weight: Float64Array, grad2: AnyArray, row_loss: Float64Array,
+                   lse: Float64Array) -> None:
     """The fused kernel for class-index targets over ``x2`` (N, C) C-contiguous.
 
     Writes the per-row losses into ``row_loss`` (N,) float64, the per-row
@@ -118,7 +121,8 @@ def run_int_kernel(x2, target, weight, ignore, ls, z, cap, eps, inv_denom, row_w
                          (row_loss, lse))
 
 
-def z_loss_rows(z, b, target, class_weight, ignore):
+def z_loss_rows(z: float, b: _plumbing.Batch, target: IndexArray | None, class_weight: Float64Array, ignore: int
+                ) -> Float64Array | None:
     """Per-row z-loss terms of :class:`~numloss._plumbing.Batch` ``b`` (float64, for :class:`numloss.Aux`), or
     ``None`` without a z-loss.
 
@@ -139,7 +143,7 @@ def z_loss_rows(z, b, target, class_weight, ignore):
         return np.where(factor != 0.0, z * factor * b.lse * b.lse, 0.0)
 
 
-def _result(p, row_loss, *grad):
+def _result(p: _Softmax, row_loss: Float64Array, *grad: AnyArray) -> Any:
     """``loss`` (with ``grad`` when given), and the :class:`Aux` when ``aux=True``."""
     dtype = p.batch.x.dtype
     loss = _plumbing.reduce(p.batch, row_loss, dtype)
@@ -149,10 +153,10 @@ def _result(p, row_loss, *grad):
     return (loss, *grad, _plumbing.aux_result(p.batch, row_loss, z_rows, dtype))
 
 
-def _runner(p):
+def _runner(p: _Softmax) -> _plumbing.Runner:
     """``run(x2, grad2) -> row losses`` for :mod:`numloss._plumbing`."""
 
-    def run(x2, grad2):
+    def run(x2: AnyArray, grad2: AnyArray) -> AnyArray:
         b = p.batch
         row_loss = np.empty(b.N, dtype=np.float64)
         if p.kind == "int":

@@ -26,13 +26,20 @@ Every kernel is compiled with the same settings:
 ``tests/test_kernel_flags.py`` checks that no kernel sets its own options.
 """
 
+from __future__ import annotations
+
 import os
 import tempfile
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import numba
 from numba.core import caching
+from numba.core.dispatcher import Dispatcher
+
+#: a kernel's Python function (its annotations are for type checkers: Numba ignores them)
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 FASTMATH_FLAGS = frozenset({"reassoc", "contract", "arcp", "nsz"})
 
@@ -41,15 +48,15 @@ class CacheWarning(UserWarning):
     """Numba's disk cache is not where Numba would put it (or not used at all)."""
 
 
-def _probe():  # a function of this folder: where its cache can go, every kernel's can
+def _probe() -> None:  # a function of this folder: where its cache can go, every kernel's can
     pass
 
 
-def _fallback_cache_dir():
+def _fallback_cache_dir() -> str:
     return os.path.join(tempfile.gettempdir(), f"numloss-numba-cache-{os.getuid()}")
 
 
-def _private_writable_dir(path):
+def _private_writable_dir(path: str) -> bool:
     """Create ``path`` (mode 0700) if needed; True if it is ours and writable."""
     try:
         os.makedirs(path, mode=0o700, exist_ok=True)
@@ -61,7 +68,7 @@ def _private_writable_dir(path):
     return True
 
 
-def _choose_cache():
+def _choose_cache() -> bool:
     """``True`` to compile with ``cache=True`` (after a fallback directory if needed), else ``False``."""
     try:
         caching.FunctionCache(_probe)
@@ -70,7 +77,7 @@ def _choose_cache():
         pass
     fallback = _fallback_cache_dir()
     if _private_writable_dir(fallback):
-        numba.config.CACHE_DIR = fallback
+        numba.config.CACHE_DIR = fallback  # type: ignore[attr-defined]  # (no stub entry: set at import)
         warnings.warn(
             f"numloss: no writable location for Numba's disk cache (the package directory, the user's cache "
             f"directory and NUMBA_CACHE_DIR are not writable); caching compiled kernels in {fallback}. Set "
@@ -83,14 +90,14 @@ def _choose_cache():
     return False
 
 
-def cache_location():
+def cache_location() -> str | None:
     """Where the kernels' compiled code is cached: a directory, or ``None`` (no disk cache)."""
     if not JIT_OPTIONS["cache"]:
         return None
-    return caching.FunctionCache(_probe).cache_path
+    return cast(str, caching.FunctionCache(_probe).cache_path)  # (numba.core.caching: no annotations)
 
 
-JIT_OPTIONS = dict(
+JIT_OPTIONS: dict[str, Any] = dict(
     cache=_choose_cache(),
     nogil=True,
     error_model="numpy",
@@ -102,21 +109,21 @@ JIT_OPTIONS = dict(
 OVERLOAD_OPTIONS: Any = {k: JIT_OPTIONS[k] for k in ("fastmath", "error_model")}
 
 
-def jit(func):
+def jit(func: _F) -> Dispatcher[_F]:
     """Compile ``func`` serially with numloss's options (lazily, on first call)."""
-    return numba.njit(**JIT_OPTIONS)(func)
+    return cast("Dispatcher[_F]", numba.njit(**JIT_OPTIONS)(func))
 
 
-def jit_inline(func):
+def jit_inline(func: _F) -> Dispatcher[_F]:
     """A small helper inlined into its callers at the Numba IR level.
 
     (Measured: as plain ``@jit`` functions left to LLVM, the helpers compiled
     3x faster but were not inlined into the in-place loops, which then ran
     5-17x slower.)
     """
-    return numba.njit(inline="always", **JIT_OPTIONS)(func)
+    return cast("Dispatcher[_F]", numba.njit(inline="always", **JIT_OPTIONS)(func))
 
 
-def jit_parallel(func):
+def jit_parallel(func: _F) -> Dispatcher[_F]:
     """Compile ``func`` with ``parallel=True`` (for its ``prange`` loops)."""
-    return numba.njit(parallel=True, **JIT_OPTIONS)(func)
+    return cast("Dispatcher[_F]", numba.njit(parallel=True, **JIT_OPTIONS)(func))

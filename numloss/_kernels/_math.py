@@ -18,18 +18,34 @@ that row sums vectorise), and ``reassoc`` would otherwise be free to merge
 extra precision.  LLVM does not reassociate across an intrinsic call.
 """
 
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core.base import BaseContext as TargetContext
+from numba.core.typing.context import BaseContext as TypingContext
+from numba.core.typing.templates import Signature
 from numba.extending import intrinsic, overload
 
 from ._jit import OVERLOAD_OPTIONS, jit_inline
 
+#: a float in, the same float type out (the dtype-generic entry points below)
+_FloatT = TypeVar("_FloatT", bound=float | np.floating)
+#: what an ``@intrinsic`` typing function returns: the signature and its code generator, or ``None``
+_IntrinsicTyping = tuple[Signature, Callable[..., Any]] | None
+
 # ---------------------------------------------------------------- intrinsics
 
 
-def _float_ir_type(numba_type):
+def _intrinsic(definition: Callable[..., _IntrinsicTyping]) -> Any:
+    # numba.extending.intrinsic, typed as the kernels call it (Any: a result has the precision of the
+    # arguments).  Numba's stubs type the call with the typing context as its first parameter, returning Never.
+    return intrinsic(definition)
+
+
+def _float_ir_type(numba_type: types.Type) -> ir.Type | None:
     if numba_type == types.float32:
         return ir.FloatType()
     if numba_type == types.float64:
@@ -37,61 +53,65 @@ def _float_ir_type(numba_type):
     return None
 
 
-def _declare(builder, name, ir_type, nargs):
+def _declare(builder: ir.IRBuilder, name: str, ir_type: ir.Type, nargs: int) -> ir.Function:
     module = builder.module
     return module.declare_intrinsic(name, [ir_type], ir.FunctionType(ir_type, [ir_type] * nargs))
 
 
-@intrinsic
-def fmuladd(typingctx, a, b, c):
+@_intrinsic
+def fmuladd(typingctx: TypingContext, a: types.Type, b: types.Type, c: types.Type) -> _IntrinsicTyping:
     """``a * b + c``, fused where the CPU has FMA; opaque to reassociation."""
     if not (a == b == c) or _float_ir_type(a) is None:
         return None
 
-    def codegen(context, builder, signature, args):
+    def codegen(context: TargetContext, builder: ir.IRBuilder, signature: Signature,
+                args: Sequence[ir.Value]) -> ir.Value:
         fn = _declare(builder, "llvm.fmuladd", _float_ir_type(a), 3)
         return builder.call(fn, list(args))
 
     return a(a, b, c), codegen
 
 
-@intrinsic
-def float16_bits_to_float32(typingctx, bits):
+@_intrinsic
+def float16_bits_to_float32(typingctx: TypingContext, bits: types.Type) -> _IntrinsicTyping:
     """The float32 value of IEEE half-precision bits (``uint16``): exact (LLVM's ``fpext half``; F16C's
     ``vcvtph2ps`` on x86, vectorised)."""
     if bits != types.uint16:
         return None
     sig = types.float32(types.uint16)
 
-    def codegen(context, builder, signature, args):
+    def codegen(context: TargetContext, builder: ir.IRBuilder, signature: Signature,
+                args: Sequence[ir.Value]) -> ir.Value:
         return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
 
     return sig, codegen
 
 
-@intrinsic
-def float32_to_float16_bits(typingctx, value):
+@_intrinsic
+def float32_to_float16_bits(typingctx: TypingContext, value: types.Type) -> _IntrinsicTyping:
     """IEEE half-precision bits (``uint16``) of a float32, rounded to nearest even (``fptrunc``; overflow to
     +-inf, NaN stays NaN)."""
     if value != types.float32:
         return None
     sig = types.uint16(types.float32)
 
-    def codegen(context, builder, signature, args):
+    def codegen(context: TargetContext, builder: ir.IRBuilder, signature: Signature,
+                args: Sequence[ir.Value]) -> ir.Value:
         return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
 
     return sig, codegen
 
 
-@intrinsic
-def bfloat16_bits_to_float32(typingctx, bits):
+@_intrinsic
+def bfloat16_bits_to_float32(typingctx: TypingContext, bits: types.Type) -> _IntrinsicTyping:
     """The float32 value of bfloat16 bits (``uint16``): the upper half of a float32, exact (32-bit IR, so the
     loops vectorise with all lanes: Numba's own integer arithmetic would widen to 64 bits)."""
     if bits != types.uint16:
         return None
     sig = types.float32(types.uint16)
 
-    def codegen(context, builder, signature, args):
+    def codegen(context: TargetContext, builder: ir.IRBuilder, signature: Signature,
+                args: Sequence[ir.Value]) -> ir.Value:
         i32 = ir.IntType(32)
         wide = builder.shl(builder.zext(args[0], i32), ir.Constant(i32, 16))
         return builder.bitcast(wide, ir.FloatType())
@@ -99,15 +119,16 @@ def bfloat16_bits_to_float32(typingctx, bits):
     return sig, codegen
 
 
-@intrinsic
-def float32_to_bfloat16_bits(typingctx, value):
+@_intrinsic
+def float32_to_bfloat16_bits(typingctx: TypingContext, value: types.Type) -> _IntrinsicTyping:
     """bfloat16 bits (``uint16``) of a float32, rounded to nearest even (as ``ml_dtypes``); a NaN stays a
     quiet NaN of its sign.  32-bit IR (see :func:`bfloat16_bits_to_float32`)."""
     if value != types.float32:
         return None
     sig = types.uint16(types.float32)
 
-    def codegen(context, builder, signature, args):
+    def codegen(context: TargetContext, builder: ir.IRBuilder, signature: Signature,
+                args: Sequence[ir.Value]) -> ir.Value:
         i32 = ir.IntType(32)
         u = builder.bitcast(args[0], i32)
         high = builder.lshr(u, ir.Constant(i32, 16))
@@ -120,8 +141,8 @@ def float32_to_bfloat16_bits(typingctx, value):
     return sig, codegen
 
 
-@intrinsic
-def maxnum(typingctx, a, b):
+@_intrinsic
+def maxnum(typingctx: TypingContext, a: types.Type, b: types.Type) -> _IntrinsicTyping:
     """IEEE maxNum: the larger of ``a`` and ``b``; a NaN argument is ignored.
 
     Unlike ``max()`` (a compare and select), LLVM vectorises a reduction
@@ -131,41 +152,44 @@ def maxnum(typingctx, a, b):
     if a != b or _float_ir_type(a) is None:
         return None
 
-    def codegen(context, builder, signature, args):
+    def codegen(context: TargetContext, builder: ir.IRBuilder, signature: Signature,
+                args: Sequence[ir.Value]) -> ir.Value:
         fn = _declare(builder, "llvm.maxnum", _float_ir_type(a), 2)
         return builder.call(fn, list(args))
 
     return a(a, b), codegen
 
 
-@intrinsic
-def minnum(typingctx, a, b):
+@_intrinsic
+def minnum(typingctx: TypingContext, a: types.Type, b: types.Type) -> _IntrinsicTyping:
     """IEEE minNum: the smaller of ``a`` and ``b``; a NaN argument is ignored."""
     if a != b or _float_ir_type(a) is None:
         return None
 
-    def codegen(context, builder, signature, args):
+    def codegen(context: TargetContext, builder: ir.IRBuilder, signature: Signature,
+                args: Sequence[ir.Value]) -> ir.Value:
         fn = _declare(builder, "llvm.minnum", _float_ir_type(a), 2)
         return builder.call(fn, list(args))
 
     return a(a, b), codegen
 
 
-@intrinsic
-def rint(typingctx, a):
+@_intrinsic
+def rint(typingctx: TypingContext, a: types.Type) -> _IntrinsicTyping:
     """Round to the nearest integer (ties to even), as a float."""
     if _float_ir_type(a) is None:
         return None
 
-    def codegen(context, builder, signature, args):
+    def codegen(context: TargetContext, builder: ir.IRBuilder, signature: Signature,
+                args: Sequence[ir.Value]) -> ir.Value:
         fn = _declare(builder, "llvm.rint", _float_ir_type(a), 1)
         return builder.call(fn, list(args))
 
     return a(a), codegen
 
 
-@intrinsic
-def select(typingctx, cond, a, b):
+@_intrinsic
+def select(typingctx: TypingContext, cond: types.Type, a: types.Type, b: types.Type) -> _IntrinsicTyping:
     """``a if cond else b`` as one LLVM ``select`` (no branch, no phi).
 
     The elementary functions below use it instead of conditional
@@ -176,14 +200,15 @@ def select(typingctx, cond, a, b):
     if cond != types.boolean or a != b:
         return None
 
-    def codegen(context, builder, signature, args):
+    def codegen(context: TargetContext, builder: ir.IRBuilder, signature: Signature,
+                args: Sequence[ir.Value]) -> ir.Value:
         return builder.select(args[0], args[1], args[2])
 
     return a(cond, a, b), codegen
 
 
-@intrinsic
-def pow2_of_integral(typingctx, k):
+@_intrinsic
+def pow2_of_integral(typingctx: TypingContext, k: types.Type) -> _IntrinsicTyping:
     """``2.0 ** k`` for an integral float ``k`` in the normal exponent range.
 
     ``k + 1.5 * 2**52`` (2**23 for float32) puts ``k`` into the low bits of
@@ -199,7 +224,8 @@ def pow2_of_integral(typingctx, k):
     else:
         ity, magic, bias, shift = ir.IntType(32), 12582912.0, 127, 23
 
-    def codegen(context, builder, signature, args):
+    def codegen(context: TargetContext, builder: ir.IRBuilder, signature: Signature,
+                args: Sequence[ir.Value]) -> ir.Value:
         shifted = builder.fadd(args[0], ir.Constant(fty, magic))
         bits = builder.bitcast(shifted, ity)
         biased = builder.add(bits, ir.Constant(ity, bias))
@@ -225,7 +251,7 @@ LN2_LO_F32 = np.float32(-2.12194440e-4)
 
 
 @jit_inline
-def exp64_poly(r):
+def exp64_poly(r: float) -> Any:
     """``exp(r)`` for ``|r| <= 0.347``: Taylor to degree 13 (error < 5e-18)."""
     p = 1.0 / 6227020800.0
     p = fmuladd(p, r, 1.0 / 479001600.0)
@@ -244,7 +270,7 @@ def exp64_poly(r):
 
 
 @jit_inline
-def exp32_poly(r):
+def exp32_poly(r: np.float32) -> Any:
     """``expm1(r)`` for ``|r| <= 0.347`` in float32 (Cephes' expf polynomial)."""
     p = np.float32(1.9875691500e-4)
     p = fmuladd(p, r, np.float32(1.3981999507e-3))
@@ -256,7 +282,7 @@ def exp32_poly(r):
 
 
 @jit_inline
-def exp64(x):
+def exp64(x: float) -> Any:
     """``exp(x)`` for float64, vectorisable; NaN -> NaN, -inf -> 0, +inf -> inf."""
     xc = select(x > -1400.0, x, -1400.0)
     xc = select(xc < 710.0, xc, 710.0)
@@ -273,7 +299,7 @@ def exp64(x):
 
 
 @jit_inline
-def exp32(x):
+def exp32(x: np.float32) -> Any:
     """``exp(x)`` for float32, vectorisable; NaN -> NaN, -inf -> 0, +inf -> inf."""
     lo = np.float32(-170.0)
     hi = np.float32(89.0)
@@ -291,7 +317,7 @@ def exp32(x):
 
 
 @jit_inline
-def expm1_64(x):
+def expm1_64(x: float) -> Any:
     """``exp(x) - 1`` for float64, accurate near 0, vectorisable."""
     xc = select(x > -60.0, x, -60.0)
     xc = select(xc < 710.0, xc, 710.0)
@@ -310,7 +336,7 @@ def expm1_64(x):
 
 
 @jit_inline
-def expm1_32(x):
+def expm1_32(x: np.float32) -> Any:
     """``exp(x) - 1`` for float32, accurate near 0, vectorisable."""
     lo = np.float32(-30.0)
     hi = np.float32(89.0)
@@ -332,7 +358,7 @@ def expm1_32(x):
 
 
 @jit_inline
-def log1p_unit64(y):
+def log1p_unit64(y: float) -> Any:
     """``log(1 + y)`` for ``y`` in [0, 1] (float64), vectorisable.
 
     ``1 + y = 2**a (1 + t)`` with ``t`` in [-0.293, 0.415], then
@@ -360,7 +386,7 @@ def log1p_unit64(y):
 
 
 @jit_inline
-def log1p_unit32(y):
+def log1p_unit32(y: np.float32) -> Any:
     """``log(1 + y)`` for ``y`` in [0, 1] (float32), as :func:`log1p_unit64`."""
     big = y > np.float32(0.41421356)
     t = select(big, (y - np.float32(1.0)) * np.float32(0.5), y)
@@ -377,7 +403,7 @@ def log1p_unit32(y):
 
 
 @jit_inline
-def log1p_0_to_127(y):
+def log1p_0_to_127(y: float) -> Any:
     """``log(1 + y)`` for float64 ``y`` in [0, 127), vectorisable; NaN -> NaN.
 
     ``1 + y = 2**k (1 + f)`` with ``k`` counted by comparisons (no exponent
@@ -397,27 +423,38 @@ def log1p_0_to_127(y):
 # ------------------------------------------------- dtype-generic entry points
 
 
-def exp(x):
+def exp(x: _FloatT) -> _FloatT:
     """``exp(x)`` in the precision of ``x`` (use inside kernels)."""
     raise NotImplementedError("numloss._kernels._math.exp is for use inside @njit code")
 
 
-def expm1(x):
+def expm1(x: _FloatT) -> _FloatT:
     """``exp(x) - 1`` in the precision of ``x`` (use inside kernels)."""
     raise NotImplementedError("numloss._kernels._math.expm1 is for use inside @njit code")
 
 
-def log1p_unit(y):
+def log1p_unit(y: _FloatT) -> _FloatT:
     """``log(1 + y)`` for ``y`` in [0, 1] in the precision of ``y``."""
     raise NotImplementedError("numloss._kernels._math.log1p_unit is for use inside @njit code")
 
 
-def _by_precision(impl64, impl32):
-    def typer(x):
+# The typing functions of the overloads below and the implementations they return annotate their parameters
+# alike (Any): Numba checks that the two signatures are equal, annotations included.
+
+
+def _by_precision(impl64: Callable[[Any], Any], impl32: Callable[[Any], Any]
+                  ) -> Callable[[Any], Callable[[Any], Any] | None]:
+    def typer(x: Any) -> Callable[[Any], Any] | None:
         if x == types.float64:
-            return lambda x: impl64(x)
+            def in_float64(x: Any) -> Any:
+                return impl64(x)
+
+            return in_float64
         if x == types.float32:
-            return lambda x: impl32(x)
+            def in_float32(x: Any) -> Any:
+                return impl32(x)
+
+            return in_float32
         return None
 
     return typer
@@ -430,29 +467,35 @@ overload(log1p_unit, inline="always", jit_options=OVERLOAD_OPTIONS)(
 )
 
 
-def cast_like(value, like):
+def cast_like(value: float | np.floating, like: _FloatT) -> _FloatT:
     """``value`` converted to the floating type of ``like`` (inside kernels)."""
     raise NotImplementedError("numloss._kernels._math.cast_like is for use inside @njit code")
 
 
-def _cast_like_typer(value, like):
+def _cast_like_typer(value: Any, like: Any) -> Callable[[Any, Any], Any] | None:
     if like == types.float64:
-        return lambda value, like: np.float64(value)
+        def to_float64(value: Any, like: Any) -> Any:
+            return np.float64(value)
+
+        return to_float64
     if like == types.float32:
-        return lambda value, like: np.float32(value)
+        def to_float32(value: Any, like: Any) -> Any:
+            return np.float32(value)
+
+        return to_float32
     return None
 
 
 overload(cast_like, inline="always", jit_options=OVERLOAD_OPTIONS)(_cast_like_typer)
 
 
-def tanh_and_sech2(x):
+def tanh_and_sech2(x: _FloatT) -> tuple[_FloatT, _FloatT]:
     """``(tanh(x), 1 - tanh(x)**2)`` in the precision of ``x`` (inside kernels)."""
     raise NotImplementedError("numloss._kernels._math.tanh_and_sech2 is for use inside @njit code")
 
 
 @jit_inline
-def _expm1_nonpositive64(x):
+def _expm1_nonpositive64(x: float) -> Any:
     # x <= 0 (or NaN): one power of two suffices, exp(x) - 1 = -1 below -40
     xc = maxnum(x, -40.0)
     k = rint(xc * LOG2E)
@@ -463,7 +506,7 @@ def _expm1_nonpositive64(x):
 
 
 @jit_inline
-def _expm1_nonpositive32(x):
+def _expm1_nonpositive32(x: np.float32) -> Any:
     xc = maxnum(x, np.float32(-20.0))
     k = rint(xc * np.float32(LOG2E))
     r = fmuladd(-k, LN2_HI_F32, xc)
@@ -472,7 +515,7 @@ def _expm1_nonpositive32(x):
     return select(x == x, fmuladd(s, exp32_poly(r), s - np.float32(1.0)), x)
 
 
-def expm1_nonpositive(x):
+def expm1_nonpositive(x: _FloatT) -> _FloatT:
     """``exp(x) - 1`` for ``x <= 0`` in the precision of ``x`` (inside kernels)."""
     raise NotImplementedError("numloss._kernels._math.expm1_nonpositive is for use inside @njit code")
 
@@ -482,7 +525,7 @@ overload(expm1_nonpositive, inline="always", jit_options=OVERLOAD_OPTIONS)(
 )
 
 
-def _tanh_and_sech2_impl(x):
+def _tanh_and_sech2_impl(x: Any) -> tuple[Any, Any]:
     # tanh|x| = -expm1(-2|x|) / (2 + expm1(-2|x|)): no cancellation near 0,
     # no overflow for large |x| (expm1 -> -1, tanh -> 1).
     one = cast_like(1.0, x)
@@ -493,13 +536,15 @@ def _tanh_and_sech2_impl(x):
     return th, (one - th) * (one + th)
 
 
-overload(tanh_and_sech2, inline="always", jit_options=OVERLOAD_OPTIONS)(
-    lambda x: _tanh_and_sech2_impl if isinstance(x, types.Float) else None
-)
+def _tanh_and_sech2_typer(x: Any) -> Callable[[Any], tuple[Any, Any]] | None:
+    return _tanh_and_sech2_impl if isinstance(x, types.Float) else None
+
+
+overload(tanh_and_sech2, inline="always", jit_options=OVERLOAD_OPTIONS)(_tanh_and_sech2_typer)
 
 
 @jit_inline
-def exp_nonpositive64(x):
+def exp_nonpositive64(x: float) -> Any:
     """``exp(x)`` for ``x <= 0`` (float64): one power of two, results below
     the smallest normal (x < -708.39) flushed to 0.  NaN -> NaN."""
     lo = -708.0
@@ -514,7 +559,7 @@ def exp_nonpositive64(x):
 
 
 @jit_inline
-def exp_nonpositive32(x):
+def exp_nonpositive32(x: np.float32) -> Any:
     """``exp(x)`` for ``x <= 0`` (float32): one power of two, results below
     the smallest normal (x < -87.3) flushed to 0.  NaN -> NaN."""
     lo = np.float32(-87.0)
@@ -528,7 +573,7 @@ def exp_nonpositive32(x):
     return select(x == x, y, x)
 
 
-def exp_nonpositive(x):
+def exp_nonpositive(x: _FloatT) -> _FloatT:
     """``exp(x)`` for ``x <= 0`` in the precision of ``x`` (inside kernels);
     the softmax's ``exp(x - max)``.  Tiny results (below the smallest normal
     number) are flushed to 0."""

@@ -13,11 +13,15 @@ most on large functions) see a loop of calls only.
 """
 
 import collections
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numba import types
 from numba.extending import overload
+from numpy.typing import NDArray
 
+from .._typing import AnyArray, Float64Array, IntScalar
 from ._jit import OVERLOAD_OPTIONS, jit_inline
 from ._math import (
     bfloat16_bits_to_float32,
@@ -44,36 +48,44 @@ TASK_ELEMENTS = 1 << 13
 
 
 @jit_inline
-def row_chunks(num_rows, num_classes):
+def row_chunks(num_rows: int, num_classes: int) -> tuple[int, int]:
     """``(number of tasks, rows per task)`` for ``num_rows`` rows of ``num_classes`` elements."""
     rows = max(1, TASK_ELEMENTS // max(1, num_classes))
     return (num_rows + rows - 1) // rows, rows
 
 
 @jit_inline
-def chunk_bounds(k, rows, num_rows):
+def chunk_bounds(k: IntScalar, rows: int, num_rows: int) -> tuple[np.int64, np.int64]:
     """Rows ``[lo, hi)`` of task ``k``, as int64 (a ``prange`` index is unsigned: without the cast the
     row function would compile a second time for the parallel drivers)."""
     lo = np.int64(k) * np.int64(rows)
     return lo, min(lo + np.int64(rows), np.int64(num_rows))
 
 
-def gradient_array(x, g_or_none):
+def gradient_array(x: AnyArray, g_or_none: AnyArray | None) -> AnyArray:
     """The array a row function writes the gradient to: ``g_or_none``, or ``x`` when it is ``None``."""
     raise NotImplementedError("for use inside @njit code")
 
 
 @overload(gradient_array, inline="always", jit_options=OVERLOAD_OPTIONS)
-def _gradient_array(x, g_or_none):
+def _gradient_array(x: Any, g_or_none: Any) -> Callable[[Any, Any], Any]:
     # chosen by type, at compile time: no branch, and no unification of x's type with g's
-    # (x is read-only out of place)
+    # (x is read-only out of place).  (The implementations annotate their parameters as this typing function
+    # does, here and below: Numba checks that the signatures are equal, annotations included.)
     if isinstance(g_or_none, types.NoneType):
-        return lambda x, g_or_none: x
-    return lambda x, g_or_none: g_or_none
+        def the_input(x: Any, g_or_none: Any) -> Any:
+            return x
+
+        return the_input
+
+    def the_gradient(x: Any, g_or_none: Any) -> Any:
+        return g_or_none
+
+    return the_gradient
 
 
 @jit_inline
-def sample_weight_of(row_weight, i):
+def sample_weight_of(row_weight: Float64Array, i: IntScalar) -> Any:
     """Row ``i``'s sample weight: ``row_weight[i]``, or 1 when ``row_weight`` is empty (no sample weights).
 
     Every family's row loop multiplies the row's loss by it and passes
@@ -86,7 +98,7 @@ def sample_weight_of(row_weight, i):
 
 
 @jit_inline
-def skip_row(g, i, want_grad, row_loss, lse_out):
+def skip_row(g: AnyArray, i: IntScalar, want_grad: bool, row_loss: Float64Array, lse_out: Float64Array) -> None:
     """An ignored sample: loss 0 and, if wanted, a zero gradient row (whatever the row holds, NaN included),
     and a NaN log-sum-exp (the row is not read)."""
     row_loss[i] = 0.0
@@ -98,7 +110,7 @@ def skip_row(g, i, want_grad, row_loss, lse_out):
 
 
 @jit_inline
-def skip_elements(g, el, i, ei, want_grad, want_elem):
+def skip_elements(g: AnyArray, el: AnyArray, i: IntScalar, ei: IntScalar, want_grad: bool, want_elem: bool) -> None:
     """A skipped row of an elementwise loss: zero gradient and element losses (the row is not read)."""
     for j in range(np.uint64(g.shape[1])):
         if want_grad:
@@ -108,7 +120,7 @@ def skip_elements(g, el, i, ei, want_grad, want_elem):
 
 
 @jit_inline
-def scale_row(a, i, factor):
+def scale_row(a: AnyArray, i: IntScalar, factor: float) -> None:
     """``a[i] *= factor`` with the product formed in float64 (element losses times a row's sample weight)."""
     for j in range(np.uint64(a.shape[1])):
         a[i, j] = cast_like(np.float64(a[i, j]) * factor, a[i, j])
@@ -133,20 +145,21 @@ HALF_TASK_SUBS = 16
 
 
 @jit_inline
-def half_sub_rows(num_classes):
+def half_sub_rows(num_classes: int) -> int:
     """Rows converted at a time: about HALF_SUB_ELEMENTS float32 elements (at least one row)."""
     return max(1, HALF_SUB_ELEMENTS // max(1, num_classes))
 
 
 @jit_inline
-def half_tasks(num_rows, num_classes):
+def half_tasks(num_rows: int, num_classes: int) -> tuple[int, int]:
     """``(number of tasks, rows per task)`` of a parallel half driver."""
     rows = half_sub_rows(num_classes) * HALF_TASK_SUBS
     return (num_rows + rows - 1) // rows, rows
 
 
 @jit_inline
-def half_rows_to_float32(xh, kind, lo, hi, xs):
+def half_rows_to_float32(xh: NDArray[np.uint16], kind: int, lo: IntScalar, hi: IntScalar,
+                         xs: NDArray[np.float32]) -> None:
     """``xs[:hi - lo]`` = the float32 values of rows ``lo:hi`` of ``xh`` (uint16 bits of format ``kind``)."""
     C = np.uint64(xh.shape[1])
     first = np.uint64(lo)
@@ -160,18 +173,21 @@ def half_rows_to_float32(xh, kind, lo, hi, xs):
                 xs[r, j] = float16_bits_to_float32(xh[first + r, j])
 
 
-def float32_rows_to_half(xs, kind, g, lo, hi):
+def float32_rows_to_half(xs: NDArray[np.float32], kind: int, g: AnyArray, lo: IntScalar, hi: IntScalar) -> None:
     """Rows ``lo:hi`` of ``g`` = ``xs[:hi - lo]`` rounded to the half format ``kind`` (nothing for a float32 ``g``,
     whose rows are ``xs`` itself: see :func:`scratch_rows`)."""
     raise NotImplementedError("for use inside @njit code")
 
 
 @overload(float32_rows_to_half, inline="always", jit_options=OVERLOAD_OPTIONS)
-def _float32_rows_to_half(xs, kind, g, lo, hi):
+def _float32_rows_to_half(xs: Any, kind: Any, g: Any, lo: Any, hi: Any) -> Callable[[Any, Any, Any, Any, Any], None]:
     if g.dtype == types.float32:
-        return lambda xs, kind, g, lo, hi: None
+        def nothing(xs: Any, kind: Any, g: Any, lo: Any, hi: Any) -> None:
+            return None
 
-    def convert(xs, kind, g, lo, hi):
+        return nothing
+
+    def convert(xs: Any, kind: Any, g: Any, lo: Any, hi: Any) -> None:
         C = np.uint64(g.shape[1])
         first = np.uint64(lo)
         if kind == BFLOAT16:
@@ -186,21 +202,28 @@ def _float32_rows_to_half(xs, kind, g, lo, hi):
     return convert
 
 
-def scratch_rows(g, scratch, lo, hi):
+def scratch_rows(g: AnyArray, scratch: NDArray[np.float32], lo: IntScalar, hi: IntScalar) -> NDArray[np.float32]:
     """Where rows ``lo:hi`` are computed in float32: ``g[lo:hi]`` for a float32 ``g`` (the caller's float32
     gradient), else the first ``hi - lo`` rows of ``scratch``."""
     raise NotImplementedError("for use inside @njit code")
 
 
 @overload(scratch_rows, inline="always", jit_options=OVERLOAD_OPTIONS)
-def _scratch_rows(g, scratch, lo, hi):
+def _scratch_rows(g: Any, scratch: Any, lo: Any, hi: Any) -> Callable[[Any, Any, Any, Any], Any]:
     if g.dtype == types.float32:
-        return lambda g, scratch, lo, hi: g[lo:hi]
-    return lambda g, scratch, lo, hi: scratch[: hi - lo]
+        def rows_of_g(g: Any, scratch: Any, lo: Any, hi: Any) -> Any:
+            return g[lo:hi]
+
+        return rows_of_g
+
+    def rows_of_scratch(g: Any, scratch: Any, lo: Any, hi: Any) -> Any:
+        return scratch[: hi - lo]
+
+    return rows_of_scratch
 
 
 @jit_inline
-def rows_of(a, lo, hi):
+def rows_of(a: AnyArray, lo: IntScalar, hi: IntScalar) -> AnyArray:
     """Rows ``lo:hi`` of a per-row array (1-d or 2-d); an array of one row or none (a broadcast row, an
     unused output) as it is."""
     if a.shape[0] > 1:
@@ -208,19 +231,23 @@ def rows_of(a, lo, hi):
     return a
 
 
-def target_rows(target, tscratch, fmt, lo, hi):
+def target_rows(target: AnyArray, tscratch: NDArray[np.float32], fmt: int, lo: IntScalar, hi: IntScalar) -> AnyArray:
     """Rows ``lo:hi`` of dense targets as the float32 row code reads them: half targets (uint16 bits of the
     logits' format ``fmt``) converted into ``tscratch``, any other dtype as a view of ``target``."""
     raise NotImplementedError("for use inside @njit code")
 
 
 @overload(target_rows, inline="always", jit_options=OVERLOAD_OPTIONS)
-def _target_rows(target, tscratch, fmt, lo, hi):
+def _target_rows(target: Any, tscratch: Any, fmt: Any, lo: Any, hi: Any) -> Callable[[Any, Any, Any, Any, Any], Any]:
     if target.dtype == types.uint16:
-        def convert(target, tscratch, fmt, lo, hi):
+        def convert(target: Any, tscratch: Any, fmt: Any, lo: Any, hi: Any) -> Any:
             ts = tscratch[: hi - lo]
             half_rows_to_float32(target, fmt, lo, hi, ts)
             return ts
 
         return convert
-    return lambda target, tscratch, fmt, lo, hi: target[lo:hi]
+
+    def rows_of_target(target: Any, tscratch: Any, fmt: Any, lo: Any, hi: Any) -> Any:
+        return target[lo:hi]
+
+    return rows_of_target

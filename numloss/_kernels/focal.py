@@ -34,10 +34,13 @@ target is ``(N, C)`` in the logits' dtype, the softmax target ``(N,)`` int64;
 """
 
 import math
+from typing import Any
 
 import numpy as np
 from numba import prange
+from numpy.typing import NDArray
 
+from .._typing import AnyArray, Float64Array, FloatScalar, IndexArray, IntScalar
 from ._jit import jit, jit_inline, jit_parallel
 from ._math import cast_like, exp, exp_nonpositive, log1p_unit, select
 from ._rows import (
@@ -65,7 +68,7 @@ SQUARE, HARD, POW = 0, 1, 2
 
 
 @jit_inline
-def _power(q, gamma, gamma_t):
+def _power(q: FloatScalar, gamma: float, gamma_t: FloatScalar) -> Any:
     """``q ** gamma`` for ``q`` in [0, 1]; no libm call for gamma 0, 1, 2 (the loop vectorises)."""
     if gamma == 2.0:
         return q * q
@@ -77,8 +80,9 @@ def _power(q, gamma, gamma_t):
 
 
 @jit_inline
-def _sigmoid_focal_range(x, t, i, lo, hi, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad, el, want_elem,
-                         square, hard):
+def _sigmoid_focal_range(x: AnyArray, t: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar, use_alpha: bool,
+                         alpha_t: FloatScalar, gamma: float, gamma_t: FloatScalar, invd: FloatScalar, g: AnyArray,
+                         want_grad: bool, el: AnyArray, want_elem: bool, square: bool, hard: bool) -> Any:
     """Sum (row's dtype) of the losses of ``x[i, lo:hi]``; writes ``g`` and ``el`` there when wanted.
 
     ``square``, ``hard`` and ``want_elem`` are literals at each call site;
@@ -129,7 +133,8 @@ def _sigmoid_focal_range(x, t, i, lo, hi, use_alpha, alpha_t, gamma, gamma_t, in
 
 
 @jit_inline
-def _sigmoid_focal_row(x, t, i, alpha, gamma, inv_denom, g, want_grad, el, want_elem):
+def _sigmoid_focal_row(x: AnyArray, t: AnyArray, i: IntScalar, alpha: float, gamma: float, inv_denom: float,
+                       g: AnyArray, want_grad: bool, el: AnyArray, want_elem: bool) -> float:
     """Loss (float64 sum) of row ``i``; writes ``g[i]`` and ``el[i]`` when wanted.
 
     Sums run in the row's dtype over blocks of SUM_BLOCK elements (all SIMD
@@ -183,8 +188,9 @@ def _sigmoid_focal_row(x, t, i, alpha, gamma, inv_denom, g, want_grad, el, want_
 
 
 @jit
-def _sigmoid_focal_rows(x, g_or_none, lo, hi, want_grad, target, alpha, gamma, inv_denom, row_weight, elem_loss,
-                        row_loss):
+def _sigmoid_focal_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntScalar, want_grad: bool,
+                        target: AnyArray, alpha: float, gamma: float, inv_denom: float, row_weight: Float64Array,
+                        elem_loss: AnyArray, row_loss: Float64Array) -> None:
     """Rows ``lo:hi``; ``row_weight`` holds the sample weights (empty: all 1; 0 skips a row unread)."""
     g = gradient_array(x, g_or_none)
     want_elem = elem_loss.shape[0] == x.shape[0]
@@ -201,13 +207,16 @@ def _sigmoid_focal_rows(x, g_or_none, lo, hi, want_grad, target, alpha, gamma, i
 
 
 @jit
-def sigmoid_focal_serial(x, target, alpha, gamma, inv_denom, row_weight, grad, elem_loss, row_loss):
+def sigmoid_focal_serial(x: AnyArray, target: AnyArray, alpha: float, gamma: float, inv_denom: float,
+                         row_weight: Float64Array, grad: AnyArray, elem_loss: AnyArray, row_loss: Float64Array) -> None:
     _sigmoid_focal_rows(x, grad, np.int64(0), np.int64(x.shape[0]), grad.shape[0] == x.shape[0], target, alpha,
                         gamma, inv_denom, row_weight, elem_loss, row_loss)
 
 
 @jit_parallel
-def sigmoid_focal_parallel(x, target, alpha, gamma, inv_denom, row_weight, grad, elem_loss, row_loss):
+def sigmoid_focal_parallel(x: AnyArray, target: AnyArray, alpha: float, gamma: float, inv_denom: float,
+                           row_weight: Float64Array, grad: AnyArray, elem_loss: AnyArray,
+                           row_loss: Float64Array) -> None:
     want_grad = grad.shape[0] == x.shape[0]
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
@@ -217,13 +226,15 @@ def sigmoid_focal_parallel(x, target, alpha, gamma, inv_denom, row_weight, grad,
 
 
 @jit
-def sigmoid_focal_inplace_serial(x, target, alpha, gamma, inv_denom, row_weight, elem_loss, row_loss):
+def sigmoid_focal_inplace_serial(x: AnyArray, target: AnyArray, alpha: float, gamma: float, inv_denom: float,
+                                 row_weight: Float64Array, elem_loss: AnyArray, row_loss: Float64Array) -> None:
     _sigmoid_focal_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, alpha, gamma, inv_denom,
                         row_weight, elem_loss, row_loss)
 
 
 @jit_parallel
-def sigmoid_focal_inplace_parallel(x, target, alpha, gamma, inv_denom, row_weight, elem_loss, row_loss):
+def sigmoid_focal_inplace_parallel(x: AnyArray, target: AnyArray, alpha: float, gamma: float, inv_denom: float,
+                                   row_weight: Float64Array, elem_loss: AnyArray, row_loss: Float64Array) -> None:
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
@@ -231,7 +242,8 @@ def sigmoid_focal_inplace_parallel(x, target, alpha, gamma, inv_denom, row_weigh
 
 
 @jit_inline
-def _softmax_focal_row(x, g, i, want_grad, y, w_y, gamma, inv_denom):
+def _softmax_focal_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntScalar, w_y: float, gamma: float,
+                       inv_denom: float) -> tuple[float, float]:
     """``(loss, log-sum-exp)`` (float64) of row ``i`` with class index ``y``; writes ``g[i]`` if ``want_grad``."""
     C = x.shape[1]
     x0 = x[i, 0]
@@ -268,8 +280,9 @@ def _softmax_focal_row(x, g, i, want_grad, y, w_y, gamma, inv_denom):
 
 
 @jit
-def _softmax_focal_rows(x, g_or_none, lo, hi, want_grad, target, weight, ignore_index, gamma, inv_denom, row_weight,
-                        row_loss, lse_out):
+def _softmax_focal_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntScalar, want_grad: bool,
+                        target: IndexArray, weight: Float64Array, ignore_index: int, gamma: float, inv_denom: float,
+                        row_weight: Float64Array, row_loss: Float64Array, lse_out: Float64Array) -> None:
     g = gradient_array(x, g_or_none)
     want_lse = lse_out.shape[0] != 0
     for i in range(lo, hi):
@@ -285,13 +298,17 @@ def _softmax_focal_rows(x, g_or_none, lo, hi, want_grad, target, weight, ignore_
 
 
 @jit
-def softmax_focal_serial(x, target, weight, ignore_index, gamma, inv_denom, row_weight, grad, row_loss, lse_out):
+def softmax_focal_serial(x: AnyArray, target: IndexArray, weight: Float64Array, ignore_index: int, gamma: float,
+                         inv_denom: float, row_weight: Float64Array, grad: AnyArray, row_loss: Float64Array,
+                         lse_out: Float64Array) -> None:
     _softmax_focal_rows(x, grad, np.int64(0), np.int64(x.shape[0]), grad.shape[0] == x.shape[0], target, weight,
                         ignore_index, gamma, inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
-def softmax_focal_parallel(x, target, weight, ignore_index, gamma, inv_denom, row_weight, grad, row_loss, lse_out):
+def softmax_focal_parallel(x: AnyArray, target: IndexArray, weight: Float64Array, ignore_index: int, gamma: float,
+                           inv_denom: float, row_weight: Float64Array, grad: AnyArray, row_loss: Float64Array,
+                           lse_out: Float64Array) -> None:
     want_grad = grad.shape[0] == x.shape[0]
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
@@ -301,14 +318,17 @@ def softmax_focal_parallel(x, target, weight, ignore_index, gamma, inv_denom, ro
 
 
 @jit
-def softmax_focal_inplace_serial(x, target, weight, ignore_index, gamma, inv_denom, row_weight, row_loss, lse_out):
+def softmax_focal_inplace_serial(x: AnyArray, target: IndexArray, weight: Float64Array, ignore_index: int, gamma: float,
+                                 inv_denom: float, row_weight: Float64Array, row_loss: Float64Array,
+                                 lse_out: Float64Array) -> None:
     _softmax_focal_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, ignore_index, gamma,
                         inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
-def softmax_focal_inplace_parallel(x, target, weight, ignore_index, gamma, inv_denom, row_weight, row_loss,
-                                   lse_out):
+def softmax_focal_inplace_parallel(x: AnyArray, target: IndexArray, weight: Float64Array, ignore_index: int,
+                                   gamma: float, inv_denom: float, row_weight: Float64Array, row_loss: Float64Array,
+                                   lse_out: Float64Array) -> None:
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
@@ -320,7 +340,9 @@ def softmax_focal_inplace_parallel(x, target, weight, ignore_index, gamma, inv_d
 
 
 @jit
-def _sigmoid_focal_half_task(xh, fmt, g, lo, hi, target, alpha, gamma, inv_denom, row_weight, elem_loss, row_loss):
+def _sigmoid_focal_half_task(xh: NDArray[np.uint16], fmt: int, g: AnyArray, lo: IntScalar, hi: IntScalar,
+                             target: AnyArray, alpha: float, gamma: float, inv_denom: float, row_weight: Float64Array,
+                             elem_loss: AnyArray, row_loss: Float64Array) -> None:
     C = xh.shape[1]
     want_grad = g.shape[0] == xh.shape[0]
     sub = half_sub_rows(C)
@@ -338,13 +360,17 @@ def _sigmoid_focal_half_task(xh, fmt, g, lo, hi, target, alpha, gamma, inv_denom
 
 
 @jit
-def sigmoid_focal_half_serial(xh, fmt, target, alpha, gamma, inv_denom, row_weight, grad, elem_loss, row_loss):
+def sigmoid_focal_half_serial(xh: NDArray[np.uint16], fmt: int, target: AnyArray, alpha: float, gamma: float,
+                              inv_denom: float, row_weight: Float64Array, grad: AnyArray, elem_loss: AnyArray,
+                              row_loss: Float64Array) -> None:
     _sigmoid_focal_half_task(xh, fmt, grad, np.int64(0), np.int64(xh.shape[0]), target, alpha, gamma, inv_denom,
                              row_weight, elem_loss, row_loss)
 
 
 @jit_parallel
-def sigmoid_focal_half_parallel(xh, fmt, target, alpha, gamma, inv_denom, row_weight, grad, elem_loss, row_loss):
+def sigmoid_focal_half_parallel(xh: NDArray[np.uint16], fmt: int, target: AnyArray, alpha: float, gamma: float,
+                                inv_denom: float, row_weight: Float64Array, grad: AnyArray, elem_loss: AnyArray,
+                                row_loss: Float64Array) -> None:
     n, rows = half_tasks(xh.shape[0], xh.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, xh.shape[0])
@@ -353,8 +379,10 @@ def sigmoid_focal_half_parallel(xh, fmt, target, alpha, gamma, inv_denom, row_we
 
 
 @jit
-def _softmax_focal_half_task(xh, fmt, g, lo, hi, target, weight, ignore_index, gamma, inv_denom, row_weight,
-                             row_loss, lse_out):
+def _softmax_focal_half_task(xh: NDArray[np.uint16], fmt: int, g: AnyArray, lo: IntScalar, hi: IntScalar,
+                             target: IndexArray, weight: Float64Array, ignore_index: int, gamma: float,
+                             inv_denom: float, row_weight: Float64Array, row_loss: Float64Array,
+                             lse_out: Float64Array) -> None:
     C = xh.shape[1]
     want_grad = g.shape[0] == xh.shape[0]
     sub = half_sub_rows(C)
@@ -370,15 +398,17 @@ def _softmax_focal_half_task(xh, fmt, g, lo, hi, target, weight, ignore_index, g
 
 
 @jit
-def softmax_focal_half_serial(xh, fmt, target, weight, ignore_index, gamma, inv_denom, row_weight, grad, row_loss,
-                              lse_out):
+def softmax_focal_half_serial(xh: NDArray[np.uint16], fmt: int, target: IndexArray, weight: Float64Array,
+                              ignore_index: int, gamma: float, inv_denom: float, row_weight: Float64Array,
+                              grad: AnyArray, row_loss: Float64Array, lse_out: Float64Array) -> None:
     _softmax_focal_half_task(xh, fmt, grad, np.int64(0), np.int64(xh.shape[0]), target, weight, ignore_index, gamma,
                              inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
-def softmax_focal_half_parallel(xh, fmt, target, weight, ignore_index, gamma, inv_denom, row_weight, grad, row_loss,
-                                lse_out):
+def softmax_focal_half_parallel(xh: NDArray[np.uint16], fmt: int, target: IndexArray, weight: Float64Array,
+                                ignore_index: int, gamma: float, inv_denom: float, row_weight: Float64Array,
+                                grad: AnyArray, row_loss: Float64Array, lse_out: Float64Array) -> None:
     n, rows = half_tasks(xh.shape[0], xh.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, xh.shape[0])

@@ -11,6 +11,7 @@ float32 inputs):
 
 from numba import prange
 
+from .._typing import AnyArray, Float64Array
 from ._jit import jit, jit_parallel
 
 #: columns per parallel task: the task's slice of ``acc`` (8 KiB) stays in L1
@@ -18,7 +19,7 @@ _COLUMN_BLOCK = 1024
 
 
 @jit
-def add_column_sums_serial(g, acc):
+def add_column_sums_serial(g: AnyArray, acc: Float64Array) -> None:
     """``acc[j] += sum_i g[i, j]``; ``g (rows, V)`` C-contiguous, ``acc (V,)`` float64."""
     for i in range(g.shape[0]):
         row = g[i]
@@ -27,7 +28,7 @@ def add_column_sums_serial(g, acc):
 
 
 @jit_parallel
-def add_column_sums_parallel(g, acc):
+def add_column_sums_parallel(g: AnyArray, acc: Float64Array) -> None:
     """As :func:`add_column_sums_serial`; each task owns one block of columns of ``acc``."""
     V = g.shape[1]
     nblocks = (V + _COLUMN_BLOCK - 1) // _COLUMN_BLOCK

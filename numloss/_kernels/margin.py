@@ -37,7 +37,9 @@ import math
 
 import numpy as np
 from numba import prange
+from numpy.typing import NDArray
 
+from .._typing import AnyArray, Float64Array, FloatScalar, IndexArray, IntScalar
 from ._jit import jit, jit_inline, jit_parallel
 from ._math import cast_like, exp, maxnum, select
 from ._rows import (
@@ -65,7 +67,8 @@ ARCFACE_EASY = 2
 
 
 @jit_inline
-def _target_phi(c, kind, margin, cos_m, sin_m, th, mm, sin_floor):
+def _target_phi(c: float, kind: int, margin: float, cos_m: float, sin_m: float, th: float, mm: float,
+                sin_floor: float) -> tuple[float, float]:
     """``(phi(c), phi'(c))`` in float64 for the target cosine ``c``."""
     if kind == COSFACE:
         return c - margin, 1.0
@@ -86,7 +89,8 @@ def _target_phi(c, kind, margin, cos_m, sin_m, th, mm, sin_floor):
 
 
 @jit_inline
-def _sum_exp_scaled(x, g, i, lo, hi, st, m, store, masked_mark):
+def _sum_exp_scaled(x: AnyArray, g: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar, st: FloatScalar,
+                    m: FloatScalar, store: bool, masked_mark: FloatScalar) -> FloatScalar:
     """``sum_{lo <= j < hi} exp(st x[i, j] - m)`` in the row's dtype; stores the terms in ``g[i]`` if
     ``store``, with ``masked_mark`` (negative, or 0) in place of a masked (``-inf``) class."""
     sb = cast_like(0.0, st)
@@ -103,7 +107,9 @@ def _sum_exp_scaled(x, g, i, lo, hi, st, m, store, masked_mark):
 
 
 @jit_inline
-def _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, sin_m, th, mm, sin_floor, inv_denom):
+def _margin_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntScalar, weight: Float64Array, ls: float,
+                scale: float, kind: int, margin: float, cos_m: float, sin_m: float, th: float, mm: float,
+                sin_floor: float, inv_denom: float) -> tuple[float, float]:
     """``(loss, log-sum-exp of the margin logits)`` (float64) of row ``i`` with class index ``y``; writes
     ``g[i]`` if ``want_grad``."""
     C = x.shape[1]
@@ -196,8 +202,10 @@ def _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, s
 
 
 @jit
-def _margin_rows(x, g_or_none, lo, hi, want_grad, target, weight, ignore_index, ls, scale, kind, margin, cos_m,
-                 sin_m, th, mm, sin_floor, inv_denom, row_weight, row_loss, lse_out):
+def _margin_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntScalar, want_grad: bool,
+                 target: IndexArray, weight: Float64Array, ignore_index: int, ls: float, scale: float, kind: int,
+                 margin: float, cos_m: float, sin_m: float, th: float, mm: float, sin_floor: float, inv_denom: float,
+                 row_weight: Float64Array, row_loss: Float64Array, lse_out: Float64Array) -> None:
     """Rows ``lo:hi``; the gradient goes to ``g_or_none``, or to ``x`` in place when it is ``None``."""
     g = gradient_array(x, g_or_none)
     want_lse = lse_out.shape[0] != 0
@@ -218,16 +226,20 @@ def _margin_rows(x, g_or_none, lo, hi, want_grad, target, weight, ignore_index, 
 
 
 @jit
-def margin_ce_serial(x, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm, sin_floor,
-                     inv_denom, row_weight, grad, row_loss, lse_out):
+def margin_ce_serial(x: AnyArray, target: IndexArray, weight: Float64Array, ignore_index: int, ls: float, scale: float,
+                     kind: int, margin: float, cos_m: float, sin_m: float, th: float, mm: float, sin_floor: float,
+                     inv_denom: float, row_weight: Float64Array, grad: AnyArray, row_loss: Float64Array,
+                     lse_out: Float64Array) -> None:
     _margin_rows(x, grad, np.int64(0), np.int64(x.shape[0]), grad.shape[0] == x.shape[0], target, weight,
                  ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm, sin_floor, inv_denom, row_weight,
                  row_loss, lse_out)
 
 
 @jit_parallel
-def margin_ce_parallel(x, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm, sin_floor,
-                       inv_denom, row_weight, grad, row_loss, lse_out):
+def margin_ce_parallel(x: AnyArray, target: IndexArray, weight: Float64Array, ignore_index: int, ls: float,
+                       scale: float, kind: int, margin: float, cos_m: float, sin_m: float, th: float, mm: float,
+                       sin_floor: float, inv_denom: float, row_weight: Float64Array, grad: AnyArray,
+                       row_loss: Float64Array, lse_out: Float64Array) -> None:
     want_grad = grad.shape[0] == x.shape[0]
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
@@ -237,15 +249,19 @@ def margin_ce_parallel(x, target, weight, ignore_index, ls, scale, kind, margin,
 
 
 @jit
-def margin_ce_inplace_serial(x, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm,
-                             sin_floor, inv_denom, row_weight, row_loss, lse_out):
+def margin_ce_inplace_serial(x: AnyArray, target: IndexArray, weight: Float64Array, ignore_index: int, ls: float,
+                             scale: float, kind: int, margin: float, cos_m: float, sin_m: float, th: float, mm: float,
+                             sin_floor: float, inv_denom: float, row_weight: Float64Array, row_loss: Float64Array,
+                             lse_out: Float64Array) -> None:
     _margin_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, ignore_index, ls, scale, kind,
                  margin, cos_m, sin_m, th, mm, sin_floor, inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
-def margin_ce_inplace_parallel(x, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm,
-                               sin_floor, inv_denom, row_weight, row_loss, lse_out):
+def margin_ce_inplace_parallel(x: AnyArray, target: IndexArray, weight: Float64Array, ignore_index: int, ls: float,
+                               scale: float, kind: int, margin: float, cos_m: float, sin_m: float, th: float, mm: float,
+                               sin_floor: float, inv_denom: float, row_weight: Float64Array, row_loss: Float64Array,
+                               lse_out: Float64Array) -> None:
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
@@ -257,8 +273,10 @@ def margin_ce_inplace_parallel(x, target, weight, ignore_index, ls, scale, kind,
 
 
 @jit
-def _margin_half_task(xh, fmt, g, lo, hi, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th,
-                      mm, sin_floor, inv_denom, row_weight, row_loss, lse_out):
+def _margin_half_task(xh: NDArray[np.uint16], fmt: int, g: AnyArray, lo: IntScalar, hi: IntScalar, target: IndexArray,
+                      weight: Float64Array, ignore_index: int, ls: float, scale: float, kind: int, margin: float,
+                      cos_m: float, sin_m: float, th: float, mm: float, sin_floor: float, inv_denom: float,
+                      row_weight: Float64Array, row_loss: Float64Array, lse_out: Float64Array) -> None:
     C = xh.shape[1]
     want_grad = g.shape[0] == xh.shape[0]
     sub = half_sub_rows(C)
@@ -275,15 +293,20 @@ def _margin_half_task(xh, fmt, g, lo, hi, target, weight, ignore_index, ls, scal
 
 
 @jit
-def margin_ce_half_serial(xh, fmt, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm,
-                          sin_floor, inv_denom, row_weight, grad, row_loss, lse_out):
+def margin_ce_half_serial(xh: NDArray[np.uint16], fmt: int, target: IndexArray, weight: Float64Array, ignore_index: int,
+                          ls: float, scale: float, kind: int, margin: float, cos_m: float, sin_m: float, th: float,
+                          mm: float, sin_floor: float, inv_denom: float, row_weight: Float64Array, grad: AnyArray,
+                          row_loss: Float64Array, lse_out: Float64Array) -> None:
     _margin_half_task(xh, fmt, grad, np.int64(0), np.int64(xh.shape[0]), target, weight, ignore_index, ls, scale,
                       kind, margin, cos_m, sin_m, th, mm, sin_floor, inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
-def margin_ce_half_parallel(xh, fmt, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm,
-                            sin_floor, inv_denom, row_weight, grad, row_loss, lse_out):
+def margin_ce_half_parallel(xh: NDArray[np.uint16], fmt: int, target: IndexArray, weight: Float64Array,
+                            ignore_index: int, ls: float, scale: float, kind: int, margin: float, cos_m: float,
+                            sin_m: float, th: float, mm: float, sin_floor: float, inv_denom: float,
+                            row_weight: Float64Array, grad: AnyArray, row_loss: Float64Array,
+                            lse_out: Float64Array) -> None:
     n, rows = half_tasks(xh.shape[0], xh.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, xh.shape[0])

@@ -25,7 +25,9 @@ import math
 
 import numpy as np
 from numba import prange
+from numpy.typing import NDArray
 
+from .._typing import AnyArray, Float64Array, FloatScalar, IntScalar
 from ._jit import jit, jit_inline, jit_parallel
 from ._math import cast_like, exp_nonpositive, log1p_unit, maxnum, minnum, select
 from ._rows import (
@@ -49,7 +51,8 @@ from .softmax import SUM_BLOCK
 
 
 @jit_inline
-def _softplus_pair(v, zero, one):
+def _softplus_pair(v: FloatScalar, zero: FloatScalar,
+                   one: FloatScalar) -> tuple[FloatScalar, FloatScalar, FloatScalar, FloatScalar]:
     """``(log(1 + e^v), log(1 + e^-v), sigmoid(v), sigmoid(-v))`` from one exponential.
 
     ``sigmoid(-v)`` is formed directly (not as ``1 - sigmoid(v)``), so the
@@ -69,7 +72,9 @@ def _softplus_pair(v, zero, one):
 
 
 @jit_inline
-def _sigmoid_ce_element(v, tj, w, pw, zero, one, invd, epst, hi_p, log_lo, log_hi, plain):
+def _sigmoid_ce_element(v: FloatScalar, tj: FloatScalar, w: FloatScalar, pw: FloatScalar, zero: FloatScalar,
+                        one: FloatScalar, invd: FloatScalar, epst: FloatScalar, hi_p: FloatScalar, log_lo: FloatScalar,
+                        log_hi: FloatScalar, plain: bool) -> tuple[FloatScalar, FloatScalar]:
     """``(loss, grad)`` of one element (see the module docstring).
 
     ``plain`` (a constant at every call site, so LLVM drops the other
@@ -99,7 +104,9 @@ def _sigmoid_ce_element(v, tj, w, pw, zero, one, invd, epst, hi_p, log_lo, log_h
 
 
 @jit_inline
-def _sigmoid_ce_row_blocks(x, g, i, want_grad, target, weight, pos_weight, wi, pi, eps, invd, el, ei, plain):
+def _sigmoid_ce_row_blocks(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, target: AnyArray, weight: AnyArray,
+                           pos_weight: AnyArray, wi: IntScalar, pi: IntScalar, eps: float, invd: FloatScalar,
+                           el: AnyArray, ei: IntScalar, plain: bool) -> float:
     """Loss (float64 sum) of row ``i``, with the element of ``plain`` kind."""
     x0 = x[i, 0]
     zero = cast_like(0.0, x0)
@@ -143,7 +150,9 @@ def _sigmoid_ce_row_blocks(x, g, i, want_grad, target, weight, pos_weight, wi, p
 
 
 @jit_inline
-def _sigmoid_ce_row(x, g, i, want_grad, target, weight, pos_weight, eps, inv_denom, el, ei, plain):
+def _sigmoid_ce_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, target: AnyArray, weight: AnyArray,
+                    pos_weight: AnyArray, eps: float, inv_denom: float, el: AnyArray, ei: IntScalar,
+                    plain: bool) -> float:
     """Loss (float64 sum) of row ``i``; writes ``g[i]`` and ``el[i]`` when wanted.
 
     ``weight`` and ``pos_weight`` are ``(1, C)`` or ``(N, C)``; ``plain``
@@ -170,8 +179,9 @@ def _sigmoid_ce_row(x, g, i, want_grad, target, weight, pos_weight, eps, inv_den
 
 
 @jit
-def _general_rows(x, g_or_none, lo, hi, want_grad, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
-                  row_loss):
+def _general_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntScalar, want_grad: bool,
+                  target: AnyArray, weight: AnyArray, pos_weight: AnyArray, eps: float, inv_denom: float,
+                  row_weight: Float64Array, elem_loss: AnyArray, row_loss: Float64Array) -> None:
     g = gradient_array(x, g_or_none)
     want_elem = elem_loss.shape[0] == x.shape[0]
     el = elem_loss if want_elem else np.empty((1, x.shape[1]), dtype=elem_loss.dtype)
@@ -188,8 +198,9 @@ def _general_rows(x, g_or_none, lo, hi, want_grad, target, weight, pos_weight, e
 
 
 @jit
-def _plain_rows(x, g_or_none, lo, hi, want_grad, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
-                row_loss):
+def _plain_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntScalar, want_grad: bool,
+                target: AnyArray, weight: AnyArray, pos_weight: AnyArray, eps: float, inv_denom: float,
+                row_weight: Float64Array, elem_loss: AnyArray, row_loss: Float64Array) -> None:
     g = gradient_array(x, g_or_none)
     want_elem = elem_loss.shape[0] == x.shape[0]
     el = elem_loss if want_elem else np.empty((1, x.shape[1]), dtype=elem_loss.dtype)
@@ -206,13 +217,17 @@ def _plain_rows(x, g_or_none, lo, hi, want_grad, target, weight, pos_weight, eps
 
 
 @jit
-def sigmoid_ce_serial(x, target, weight, pos_weight, eps, inv_denom, row_weight, grad, elem_loss, row_loss):
+def sigmoid_ce_serial(x: AnyArray, target: AnyArray, weight: AnyArray, pos_weight: AnyArray, eps: float,
+                      inv_denom: float, row_weight: Float64Array, grad: AnyArray, elem_loss: AnyArray,
+                      row_loss: Float64Array) -> None:
     _general_rows(x, grad, np.int64(0), np.int64(x.shape[0]), grad.shape[0] == x.shape[0], target, weight,
                   pos_weight, eps, inv_denom, row_weight, elem_loss, row_loss)
 
 
 @jit_parallel
-def sigmoid_ce_parallel(x, target, weight, pos_weight, eps, inv_denom, row_weight, grad, elem_loss, row_loss):
+def sigmoid_ce_parallel(x: AnyArray, target: AnyArray, weight: AnyArray, pos_weight: AnyArray, eps: float,
+                        inv_denom: float, row_weight: Float64Array, grad: AnyArray, elem_loss: AnyArray,
+                        row_loss: Float64Array) -> None:
     want_grad = grad.shape[0] == x.shape[0]
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
@@ -222,13 +237,17 @@ def sigmoid_ce_parallel(x, target, weight, pos_weight, eps, inv_denom, row_weigh
 
 
 @jit
-def sigmoid_ce_inplace_serial(x, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss, row_loss):
+def sigmoid_ce_inplace_serial(x: AnyArray, target: AnyArray, weight: AnyArray, pos_weight: AnyArray, eps: float,
+                              inv_denom: float, row_weight: Float64Array, elem_loss: AnyArray,
+                              row_loss: Float64Array) -> None:
     _general_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, pos_weight, eps, inv_denom,
                   row_weight, elem_loss, row_loss)
 
 
 @jit_parallel
-def sigmoid_ce_inplace_parallel(x, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss, row_loss):
+def sigmoid_ce_inplace_parallel(x: AnyArray, target: AnyArray, weight: AnyArray, pos_weight: AnyArray, eps: float,
+                                inv_denom: float, row_weight: Float64Array, elem_loss: AnyArray,
+                                row_loss: Float64Array) -> None:
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
@@ -237,13 +256,17 @@ def sigmoid_ce_inplace_parallel(x, target, weight, pos_weight, eps, inv_denom, r
 
 
 @jit
-def sigmoid_ce_plain_serial(x, target, weight, pos_weight, eps, inv_denom, row_weight, grad, elem_loss, row_loss):
+def sigmoid_ce_plain_serial(x: AnyArray, target: AnyArray, weight: AnyArray, pos_weight: AnyArray, eps: float,
+                            inv_denom: float, row_weight: Float64Array, grad: AnyArray, elem_loss: AnyArray,
+                            row_loss: Float64Array) -> None:
     _plain_rows(x, grad, np.int64(0), np.int64(x.shape[0]), grad.shape[0] == x.shape[0], target, weight,
                 pos_weight, eps, inv_denom, row_weight, elem_loss, row_loss)
 
 
 @jit_parallel
-def sigmoid_ce_plain_parallel(x, target, weight, pos_weight, eps, inv_denom, row_weight, grad, elem_loss, row_loss):
+def sigmoid_ce_plain_parallel(x: AnyArray, target: AnyArray, weight: AnyArray, pos_weight: AnyArray, eps: float,
+                              inv_denom: float, row_weight: Float64Array, grad: AnyArray, elem_loss: AnyArray,
+                              row_loss: Float64Array) -> None:
     want_grad = grad.shape[0] == x.shape[0]
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
@@ -253,13 +276,17 @@ def sigmoid_ce_plain_parallel(x, target, weight, pos_weight, eps, inv_denom, row
 
 
 @jit
-def sigmoid_ce_plain_inplace_serial(x, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss, row_loss):
+def sigmoid_ce_plain_inplace_serial(x: AnyArray, target: AnyArray, weight: AnyArray, pos_weight: AnyArray, eps: float,
+                                    inv_denom: float, row_weight: Float64Array, elem_loss: AnyArray,
+                                    row_loss: Float64Array) -> None:
     _plain_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, pos_weight, eps, inv_denom,
                 row_weight, elem_loss, row_loss)
 
 
 @jit_parallel
-def sigmoid_ce_plain_inplace_parallel(x, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss, row_loss):
+def sigmoid_ce_plain_inplace_parallel(x: AnyArray, target: AnyArray, weight: AnyArray, pos_weight: AnyArray, eps: float,
+                                      inv_denom: float, row_weight: Float64Array, elem_loss: AnyArray,
+                                      row_loss: Float64Array) -> None:
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
@@ -273,8 +300,9 @@ def sigmoid_ce_plain_inplace_parallel(x, target, weight, pos_weight, eps, inv_de
 
 
 @jit_inline
-def _sigmoid_half_rows(xh, fmt, g, lo, hi, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
-                       row_loss, plain):
+def _sigmoid_half_rows(xh: NDArray[np.uint16], fmt: int, g: AnyArray, lo: IntScalar, hi: IntScalar, target: AnyArray,
+                       weight: AnyArray, pos_weight: AnyArray, eps: float, inv_denom: float, row_weight: Float64Array,
+                       elem_loss: AnyArray, row_loss: Float64Array, plain: bool) -> None:
     """Rows ``lo:hi`` of half logits through the plain or the general row function (``plain``: a constant at
     both call sites, so each task compiles one of them)."""
     want_grad = g.shape[0] == xh.shape[0]
@@ -298,29 +326,33 @@ def _sigmoid_half_rows(xh, fmt, g, lo, hi, target, weight, pos_weight, eps, inv_
 
 
 @jit
-def _general_half_task(xh, fmt, g, lo, hi, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
-                       row_loss):
+def _general_half_task(xh: NDArray[np.uint16], fmt: int, g: AnyArray, lo: IntScalar, hi: IntScalar, target: AnyArray,
+                       weight: AnyArray, pos_weight: AnyArray, eps: float, inv_denom: float, row_weight: Float64Array,
+                       elem_loss: AnyArray, row_loss: Float64Array) -> None:
     _sigmoid_half_rows(xh, fmt, g, lo, hi, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
                        row_loss, False)
 
 
 @jit
-def _plain_half_task(xh, fmt, g, lo, hi, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
-                     row_loss):
+def _plain_half_task(xh: NDArray[np.uint16], fmt: int, g: AnyArray, lo: IntScalar, hi: IntScalar, target: AnyArray,
+                     weight: AnyArray, pos_weight: AnyArray, eps: float, inv_denom: float, row_weight: Float64Array,
+                     elem_loss: AnyArray, row_loss: Float64Array) -> None:
     _sigmoid_half_rows(xh, fmt, g, lo, hi, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
                        row_loss, True)
 
 
 @jit
-def sigmoid_ce_half_serial(xh, fmt, target, weight, pos_weight, eps, inv_denom, row_weight, grad, elem_loss,
-                           row_loss):
+def sigmoid_ce_half_serial(xh: NDArray[np.uint16], fmt: int, target: AnyArray, weight: AnyArray, pos_weight: AnyArray,
+                           eps: float, inv_denom: float, row_weight: Float64Array, grad: AnyArray, elem_loss: AnyArray,
+                           row_loss: Float64Array) -> None:
     _general_half_task(xh, fmt, grad, np.int64(0), np.int64(xh.shape[0]), target, weight, pos_weight, eps,
                        inv_denom, row_weight, elem_loss, row_loss)
 
 
 @jit_parallel
-def sigmoid_ce_half_parallel(xh, fmt, target, weight, pos_weight, eps, inv_denom, row_weight, grad, elem_loss,
-                             row_loss):
+def sigmoid_ce_half_parallel(xh: NDArray[np.uint16], fmt: int, target: AnyArray, weight: AnyArray, pos_weight: AnyArray,
+                             eps: float, inv_denom: float, row_weight: Float64Array, grad: AnyArray,
+                             elem_loss: AnyArray, row_loss: Float64Array) -> None:
     n, rows = half_tasks(xh.shape[0], xh.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, xh.shape[0])
@@ -329,15 +361,17 @@ def sigmoid_ce_half_parallel(xh, fmt, target, weight, pos_weight, eps, inv_denom
 
 
 @jit
-def sigmoid_ce_plain_half_serial(xh, fmt, target, weight, pos_weight, eps, inv_denom, row_weight, grad, elem_loss,
-                                 row_loss):
+def sigmoid_ce_plain_half_serial(xh: NDArray[np.uint16], fmt: int, target: AnyArray, weight: AnyArray,
+                                 pos_weight: AnyArray, eps: float, inv_denom: float, row_weight: Float64Array,
+                                 grad: AnyArray, elem_loss: AnyArray, row_loss: Float64Array) -> None:
     _plain_half_task(xh, fmt, grad, np.int64(0), np.int64(xh.shape[0]), target, weight, pos_weight, eps,
                      inv_denom, row_weight, elem_loss, row_loss)
 
 
 @jit_parallel
-def sigmoid_ce_plain_half_parallel(xh, fmt, target, weight, pos_weight, eps, inv_denom, row_weight, grad, elem_loss,
-                                   row_loss):
+def sigmoid_ce_plain_half_parallel(xh: NDArray[np.uint16], fmt: int, target: AnyArray, weight: AnyArray,
+                                   pos_weight: AnyArray, eps: float, inv_denom: float, row_weight: Float64Array,
+                                   grad: AnyArray, elem_loss: AnyArray, row_loss: Float64Array) -> None:
     n, rows = half_tasks(xh.shape[0], xh.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, xh.shape[0])

@@ -34,10 +34,13 @@ With ``eps > 0`` (the seed's clipped mode) every probability is clipped to
 
 import collections
 import math
+from typing import Any
 
 import numpy as np
 from numba import prange
+from numpy.typing import NDArray
 
+from .._typing import AnyArray, Float64Array, FloatScalar, IndexArray, IntScalar
 from ._jit import jit, jit_inline, jit_parallel
 from ._math import cast_like, exp_nonpositive, log1p_0_to_127, maxnum, select, tanh_and_sech2
 from ._rows import (
@@ -68,7 +71,7 @@ SUM_BLOCK = 512
 
 
 @jit_inline
-def _capped(v, softcap):
+def _capped(v: FloatScalar, softcap: FloatScalar) -> Any:
     """``softcap * tanh(v / softcap)``; -inf stays -inf, +inf becomes NaN."""
     th, _ = tanh_and_sech2(v / softcap)
     c = softcap * th
@@ -77,7 +80,7 @@ def _capped(v, softcap):
 
 
 @jit_inline
-def _row_max(x, i):
+def _row_max(x: AnyArray, i: IntScalar) -> Any:
     m = x[i, 0]
     for j in range(np.uint64(x.shape[1])):
         m = maxnum(m, x[i, j])
@@ -85,20 +88,21 @@ def _row_max(x, i):
 
 
 @jit_inline
-def _clip_probability(p, eps, one_minus_eps):
+def _clip_probability(p: FloatScalar, eps: FloatScalar, one_minus_eps: FloatScalar) -> Any:
     # Written so that a NaN passes through both comparisons unchanged.
     p = select(p < eps, eps, p)
     return select(p > one_minus_eps, one_minus_eps, p)
 
 
 @jit_inline
-def _add_unless_zero(a, b):
+def _add_unless_zero(a: FloatScalar, b: FloatScalar) -> Any:
     """``a + b`` that stays ``b`` exactly when ``a == 0``, whatever LLVM reassociates around it."""
     return select(a == cast_like(0.0, a), b, a + b)
 
 
 @jit_inline
-def _exp_sum_block(x, g, i, lo, hi, m, store, masked_mark):
+def _exp_sum_block(x: AnyArray, g: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar, m: FloatScalar, store: bool,
+                   masked_mark: FloatScalar) -> tuple[FloatScalar, FloatScalar]:
     """``(below, total)``: sums of ``exp(x[i, c] - m)`` over classes ``lo:hi``
     in the row's dtype, ``total`` over all of them and ``below`` over those
     under the maximum ``m`` (see :func:`_sum_and_log`).
@@ -131,7 +135,7 @@ def _exp_sum_block(x, g, i, lo, hi, m, store, masked_mark):
 
 
 @jit
-def _stored_below_max(g, i, C):
+def _stored_below_max(g: AnyArray, i: IntScalar, C: int) -> float:
     """``s - 1`` of a confident row ``i`` (``s < 1.5``) from its stored terms ``exp(x_c - m)`` in ``g[i]``.
 
     The one term above 1/2 is the maximum's 1; the others are summed
@@ -155,7 +159,7 @@ def _stored_below_max(g, i, C):
 
 
 @jit_inline
-def _sum_and_log(below, total, m):
+def _sum_and_log(below: float, total: float, m: FloatScalar) -> tuple[float, float, float]:
     """``(s, s - 1, log s)`` of a row's ``s = sum_c exp(x_c - m)``, given the
     sum over all classes (``total``) and, for a confident row, over the
     classes below the maximum ``m`` (``below``), both float64.
@@ -179,7 +183,8 @@ def _sum_and_log(below, total, m):
 
 
 @jit_inline
-def _smoothing_sums(x, i, weight, lo, hi, m64, capt, capped):
+def _smoothing_sums(x: AnyArray, i: IntScalar, weight: Float64Array, lo: IntScalar, hi: IntScalar, m64: float,
+                    capt: FloatScalar, capped: bool) -> tuple[int, float, float]:
     """Label smoothing's sums over classes ``lo:hi`` of row ``i``.
 
     ``(K, sum_c w_c, sum_c w_c (m - x'_c))`` over the unmasked classes
@@ -202,7 +207,8 @@ def _smoothing_sums(x, i, weight, lo, hi, m64, capt, capped):
 
 
 @jit_inline
-def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_denom):
+def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntScalar, weight: Float64Array,
+                     ls: float, z: float, softcap: float, eps: float, inv_denom: float) -> tuple[float, float]:
     """Loss of one row with class index ``y``; writes ``g`` if ``want_grad``.
 
     ``q_c = (1 - ls) w_y [c == y] + ls w_c / K [x_c > -inf]``, ``K`` the
@@ -351,7 +357,8 @@ def _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_den
 
 
 @jit_inline
-def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_denom):
+def _softmax_row_prob(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, t: AnyArray, weight: Float64Array,
+                      ls: float, z: float, softcap: float, eps: float, inv_denom: float) -> tuple[float, float]:
     """Loss of one row with a target distribution ``t[i]``.
 
     ``q_c = w_c ((1 - ls) t_c + ls / K [x_c > -inf])``.  Returns the row's
@@ -513,8 +520,10 @@ def _softmax_row_prob(x, g, i, want_grad, t, weight, ls, z, softcap, eps, inv_de
 
 
 @jit
-def _int_rows(x, g_or_none, lo, hi, want_grad, target, weight, ignore_index, ls, z, softcap, eps, inv_denom,
-              row_weight, row_loss, lse_out):
+def _int_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntScalar, want_grad: bool,
+              target: IndexArray, weight: Float64Array, ignore_index: int, ls: float, z: float, softcap: float,
+              eps: float, inv_denom: float, row_weight: Float64Array, row_loss: Float64Array,
+              lse_out: Float64Array) -> None:
     """Rows ``lo:hi``; the gradient goes to ``g_or_none``, or to ``x`` in place when it is ``None``.
 
     ``row_weight`` holds the sample weights (empty: all 1; 0 skips a row);
@@ -538,16 +547,18 @@ def _int_rows(x, g_or_none, lo, hi, want_grad, target, weight, ignore_index, ls,
 
 
 @jit
-def softmax_ce_int_serial(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_weight, grad,
-                          row_loss, lse_out):
+def softmax_ce_int_serial(x: AnyArray, target: IndexArray, weight: Float64Array, ignore_index: int, ls: float, z: float,
+                          softcap: float, eps: float, inv_denom: float, row_weight: Float64Array, grad: AnyArray,
+                          row_loss: Float64Array, lse_out: Float64Array) -> None:
     want_grad = grad.shape[0] == x.shape[0]
     _int_rows(x, grad, np.int64(0), np.int64(x.shape[0]), want_grad, target, weight, ignore_index, ls, z, softcap,
               eps, inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
-def softmax_ce_int_parallel(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_weight, grad,
-                            row_loss, lse_out):
+def softmax_ce_int_parallel(x: AnyArray, target: IndexArray, weight: Float64Array, ignore_index: int, ls: float,
+                            z: float, softcap: float, eps: float, inv_denom: float, row_weight: Float64Array,
+                            grad: AnyArray, row_loss: Float64Array, lse_out: Float64Array) -> None:
     want_grad = grad.shape[0] == x.shape[0]
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
@@ -557,15 +568,17 @@ def softmax_ce_int_parallel(x, target, weight, ignore_index, ls, z, softcap, eps
 
 
 @jit
-def softmax_ce_int_inplace_serial(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_weight,
-                                  row_loss, lse_out):
+def softmax_ce_int_inplace_serial(x: AnyArray, target: IndexArray, weight: Float64Array, ignore_index: int, ls: float,
+                                  z: float, softcap: float, eps: float, inv_denom: float, row_weight: Float64Array,
+                                  row_loss: Float64Array, lse_out: Float64Array) -> None:
     _int_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, ignore_index, ls, z, softcap, eps,
               inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
-def softmax_ce_int_inplace_parallel(x, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_weight,
-                                    row_loss, lse_out):
+def softmax_ce_int_inplace_parallel(x: AnyArray, target: IndexArray, weight: Float64Array, ignore_index: int, ls: float,
+                                    z: float, softcap: float, eps: float, inv_denom: float, row_weight: Float64Array,
+                                    row_loss: Float64Array, lse_out: Float64Array) -> None:
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
@@ -574,8 +587,9 @@ def softmax_ce_int_inplace_parallel(x, target, weight, ignore_index, ls, z, soft
 
 
 @jit
-def _prob_rows(x, g_or_none, lo, hi, want_grad, target, weight, ls, z, softcap, eps, inv_denom, row_weight,
-               row_loss, lse_out):
+def _prob_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntScalar, want_grad: bool, target: AnyArray,
+               weight: Float64Array, ls: float, z: float, softcap: float, eps: float, inv_denom: float,
+               row_weight: Float64Array, row_loss: Float64Array, lse_out: Float64Array) -> None:
     """Rows ``lo:hi`` with probability targets; gradient to ``g_or_none``, or in place when ``None``."""
     g = gradient_array(x, g_or_none)
     want_lse = lse_out.shape[0] != 0
@@ -591,16 +605,18 @@ def _prob_rows(x, g_or_none, lo, hi, want_grad, target, weight, ls, z, softcap, 
 
 
 @jit
-def softmax_ce_prob_serial(x, target, weight, ls, z, softcap, eps, inv_denom, row_weight, grad, row_loss,
-                           lse_out):
+def softmax_ce_prob_serial(x: AnyArray, target: AnyArray, weight: Float64Array, ls: float, z: float, softcap: float,
+                           eps: float, inv_denom: float, row_weight: Float64Array, grad: AnyArray,
+                           row_loss: Float64Array, lse_out: Float64Array) -> None:
     want_grad = grad.shape[0] == x.shape[0]
     _prob_rows(x, grad, np.int64(0), np.int64(x.shape[0]), want_grad, target, weight, ls, z, softcap, eps,
                inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
-def softmax_ce_prob_parallel(x, target, weight, ls, z, softcap, eps, inv_denom, row_weight, grad, row_loss,
-                             lse_out):
+def softmax_ce_prob_parallel(x: AnyArray, target: AnyArray, weight: Float64Array, ls: float, z: float, softcap: float,
+                             eps: float, inv_denom: float, row_weight: Float64Array, grad: AnyArray,
+                             row_loss: Float64Array, lse_out: Float64Array) -> None:
     want_grad = grad.shape[0] == x.shape[0]
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
@@ -610,15 +626,17 @@ def softmax_ce_prob_parallel(x, target, weight, ls, z, softcap, eps, inv_denom, 
 
 
 @jit
-def softmax_ce_prob_inplace_serial(x, target, weight, ls, z, softcap, eps, inv_denom, row_weight, row_loss,
-                                   lse_out):
+def softmax_ce_prob_inplace_serial(x: AnyArray, target: AnyArray, weight: Float64Array, ls: float, z: float,
+                                   softcap: float, eps: float, inv_denom: float, row_weight: Float64Array,
+                                   row_loss: Float64Array, lse_out: Float64Array) -> None:
     _prob_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, ls, z, softcap, eps, inv_denom,
                row_weight, row_loss, lse_out)
 
 
 @jit_parallel
-def softmax_ce_prob_inplace_parallel(x, target, weight, ls, z, softcap, eps, inv_denom, row_weight, row_loss,
-                                     lse_out):
+def softmax_ce_prob_inplace_parallel(x: AnyArray, target: AnyArray, weight: Float64Array, ls: float, z: float,
+                                     softcap: float, eps: float, inv_denom: float, row_weight: Float64Array,
+                                     row_loss: Float64Array, lse_out: Float64Array) -> None:
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
@@ -649,8 +667,9 @@ _TASK_ROWS = 32 * BLOCK_ROWS
 
 
 @jit_inline
-def _small_c_block(x, g, want_grad, target, weight, ignore_index, z, inv_denom, row_weight, row_loss, lse_out, r0,
-                   nrows, t):
+def _small_c_block(x: AnyArray, g: AnyArray, want_grad: bool, target: IndexArray, weight: Float64Array,
+                   ignore_index: int, z: float, inv_denom: float, row_weight: Float64Array, row_loss: Float64Array,
+                   lse_out: Float64Array, r0: IntScalar, nrows: IntScalar, t: "_TileFields") -> None:
     """Rows ``r0 .. r0 + nrows`` (``nrows <= BLOCK_ROWS``) through the scratch tile ``t``."""
     Cu = np.uint64(x.shape[1])
     B = np.uint64(nrows)
@@ -736,8 +755,9 @@ _TileFields = collections.namedtuple("_TileFields", "tile m s total x_y scale hi
 
 
 @jit
-def _small_c_rows(x, g, want_grad, target, weight, ignore_index, z, inv_denom, row_weight, row_loss, lse_out, lo,
-                  hi):
+def _small_c_rows(x: AnyArray, g: AnyArray, want_grad: bool, target: IndexArray, weight: Float64Array,
+                  ignore_index: int, z: float, inv_denom: float, row_weight: Float64Array, row_loss: Float64Array,
+                  lse_out: Float64Array, lo: IntScalar, hi: IntScalar) -> None:
     C = x.shape[1]
     dt = x.dtype
     t = _TileFields(np.empty((C, BLOCK_ROWS), dtype=dt), np.empty(BLOCK_ROWS, dtype=dt),
@@ -751,7 +771,9 @@ def _small_c_rows(x, g, want_grad, target, weight, ignore_index, z, inv_denom, r
 
 
 @jit
-def softmax_ce_int_small_serial(x, target, weight, ignore_index, z, inv_denom, row_weight, grad, row_loss, lse_out):
+def softmax_ce_int_small_serial(x: AnyArray, target: IndexArray, weight: Float64Array, ignore_index: int, z: float,
+                                inv_denom: float, row_weight: Float64Array, grad: AnyArray, row_loss: Float64Array,
+                                lse_out: Float64Array) -> None:
     """Class indices, ``C < SMALL_C``, no label smoothing / softcap / eps; ``grad`` may be ``x``."""
     want_grad = grad.shape[0] == x.shape[0]
     _small_c_rows(x, grad, want_grad, target, weight, ignore_index, z, inv_denom, row_weight, row_loss, lse_out,
@@ -759,8 +781,9 @@ def softmax_ce_int_small_serial(x, target, weight, ignore_index, z, inv_denom, r
 
 
 @jit_parallel
-def softmax_ce_int_small_parallel(x, target, weight, ignore_index, z, inv_denom, row_weight, grad, row_loss,
-                                  lse_out):
+def softmax_ce_int_small_parallel(x: AnyArray, target: IndexArray, weight: Float64Array, ignore_index: int, z: float,
+                                  inv_denom: float, row_weight: Float64Array, grad: AnyArray, row_loss: Float64Array,
+                                  lse_out: Float64Array) -> None:
     """As :func:`softmax_ce_int_small_serial`, one task per ``_TASK_ROWS`` rows."""
     want_grad = grad.shape[0] == x.shape[0]
     N = x.shape[0]
@@ -771,7 +794,8 @@ def softmax_ce_int_small_parallel(x, target, weight, ignore_index, z, inv_denom,
 
 
 @jit
-def int_target_denominator(target, weight, ignore_index, num_classes, row_weight):
+def int_target_denominator(target: IndexArray, weight: Float64Array, ignore_index: int, num_classes: int,
+                           row_weight: Float64Array) -> tuple[int, float]:
     """``(first bad position or -1, sum of row_weight[i] * weight[target[i]] over kept samples)``.
 
     ``row_weight`` as in the kernels (empty: all 1); a row of weight 0
@@ -796,8 +820,9 @@ def int_target_denominator(target, weight, ignore_index, num_classes, row_weight
 
 
 @jit
-def _int_half_task(xh, kind, g, lo, hi, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_weight,
-                   row_loss, lse_out):
+def _int_half_task(xh: NDArray[np.uint16], kind: int, g: AnyArray, lo: IntScalar, hi: IntScalar, target: IndexArray,
+                   weight: Float64Array, ignore_index: int, ls: float, z: float, softcap: float, eps: float,
+                   inv_denom: float, row_weight: Float64Array, row_loss: Float64Array, lse_out: Float64Array) -> None:
     """Rows ``lo:hi`` of half logits with class indices: the few-classes tile or the row kernel, in float32."""
     C = xh.shape[1]
     want_grad = g.shape[0] == xh.shape[0]
@@ -820,15 +845,19 @@ def _int_half_task(xh, kind, g, lo, hi, target, weight, ignore_index, ls, z, sof
 
 
 @jit
-def softmax_ce_int_half_serial(xh, kind, target, weight, ignore_index, ls, z, softcap, eps, inv_denom, row_weight,
-                               grad, row_loss, lse_out):
+def softmax_ce_int_half_serial(xh: NDArray[np.uint16], kind: int, target: IndexArray, weight: Float64Array,
+                               ignore_index: int, ls: float, z: float, softcap: float, eps: float, inv_denom: float,
+                               row_weight: Float64Array, grad: AnyArray, row_loss: Float64Array,
+                               lse_out: Float64Array) -> None:
     _int_half_task(xh, kind, grad, np.int64(0), np.int64(xh.shape[0]), target, weight, ignore_index, ls, z, softcap,
                    eps, inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
-def softmax_ce_int_half_parallel(xh, kind, target, weight, ignore_index, ls, z, softcap, eps, inv_denom,
-                                 row_weight, grad, row_loss, lse_out):
+def softmax_ce_int_half_parallel(xh: NDArray[np.uint16], kind: int, target: IndexArray, weight: Float64Array,
+                                 ignore_index: int, ls: float, z: float, softcap: float, eps: float, inv_denom: float,
+                                 row_weight: Float64Array, grad: AnyArray, row_loss: Float64Array,
+                                 lse_out: Float64Array) -> None:
     n, rows = half_tasks(xh.shape[0], xh.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, xh.shape[0])
@@ -837,8 +866,9 @@ def softmax_ce_int_half_parallel(xh, kind, target, weight, ignore_index, ls, z, 
 
 
 @jit
-def _prob_half_task(xh, kind, g, lo, hi, target, weight, ls, z, softcap, eps, inv_denom, row_weight, row_loss,
-                    lse_out):
+def _prob_half_task(xh: NDArray[np.uint16], kind: int, g: AnyArray, lo: IntScalar, hi: IntScalar, target: AnyArray,
+                    weight: Float64Array, ls: float, z: float, softcap: float, eps: float, inv_denom: float,
+                    row_weight: Float64Array, row_loss: Float64Array, lse_out: Float64Array) -> None:
     """Rows ``lo:hi`` of half logits with float32 probability targets."""
     C = xh.shape[1]
     want_grad = g.shape[0] == xh.shape[0]
@@ -857,15 +887,17 @@ def _prob_half_task(xh, kind, g, lo, hi, target, weight, ls, z, softcap, eps, in
 
 
 @jit
-def softmax_ce_prob_half_serial(xh, kind, target, weight, ls, z, softcap, eps, inv_denom, row_weight, grad,
-                                row_loss, lse_out):
+def softmax_ce_prob_half_serial(xh: NDArray[np.uint16], kind: int, target: AnyArray, weight: Float64Array, ls: float,
+                                z: float, softcap: float, eps: float, inv_denom: float, row_weight: Float64Array,
+                                grad: AnyArray, row_loss: Float64Array, lse_out: Float64Array) -> None:
     _prob_half_task(xh, kind, grad, np.int64(0), np.int64(xh.shape[0]), target, weight, ls, z, softcap, eps,
                     inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
-def softmax_ce_prob_half_parallel(xh, kind, target, weight, ls, z, softcap, eps, inv_denom, row_weight, grad,
-                                  row_loss, lse_out):
+def softmax_ce_prob_half_parallel(xh: NDArray[np.uint16], kind: int, target: AnyArray, weight: Float64Array, ls: float,
+                                  z: float, softcap: float, eps: float, inv_denom: float, row_weight: Float64Array,
+                                  grad: AnyArray, row_loss: Float64Array, lse_out: Float64Array) -> None:
     n, rows = half_tasks(xh.shape[0], xh.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, xh.shape[0])
