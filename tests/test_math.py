@@ -16,7 +16,8 @@ from conftest import DTYPES, dtype_id
 
 from numloss._kernels import _math as M
 from numloss._kernels._jit import JIT_OPTIONS
-from numloss._kernels._math import exp, expm1, log1p_unit, maxnum, pow2_of_integral, rint, tanh_and_sech2
+from numloss._kernels._math import (exp, exp_nonpositive, expm1, log1p_unit, maxnum, pow2_of_integral, rint,
+                                    tanh_and_sech2)
 
 
 @numba.njit(**JIT_OPTIONS)
@@ -29,6 +30,7 @@ def _elementary(x, out):
         th, s2 = tanh_and_sech2(v)
         out[3, i] = th
         out[4, i] = s2
+        out[5, i] = exp_nonpositive(v)
 
 
 @numba.njit(**JIT_OPTIONS)
@@ -39,12 +41,12 @@ def _intrinsics(a, b, out):
         out[2, i] = pow2_of_integral(b[i])
 
 
-EXP, EXPM1, LOG1P, TANH, SECH2 = range(5)
+EXP, EXPM1, LOG1P, TANH, SECH2, EXP_NONPOSITIVE = range(6)
 
 
 def elementary(x, dtype):
     x = np.asarray(x, dtype=dtype)
-    out = np.empty((5, x.size), dtype=dtype)
+    out = np.empty((6, x.size), dtype=dtype)
     _elementary(x, out)
     return out
 
@@ -100,6 +102,29 @@ def test_exp_within_one_ulp(dtype):
     got = elementary(x, dtype)[EXP]
     err = ulp_error(got, exact_values("exp", x, dtype), dtype)
     assert err.max() <= 1.0, (x[np.argmax(err)], err.max())
+
+
+#: exp_nonpositive (the softmax's exp(x - max)) flushes its results to 0 below this
+EXP_NONPOSITIVE_FLUSH = {np.dtype(np.float32): -87.0, np.dtype(np.float64): -708.0}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_exp_nonpositive_within_one_ulp_and_its_special_values(dtype):
+    rng = np.random.default_rng(3)
+    flush = EXP_NONPOSITIVE_FLUSH[np.dtype(dtype)]
+    x = np.concatenate([
+        _samples(rng, dtype, flush, 0.0, N64),
+        _samples(rng, dtype, -1.0, 0.0, N64 // 2),
+        np.array([flush, -0.5 * math.log(2), -1e-30, -np.finfo(dtype).smallest_subnormal], dtype=dtype),
+    ])
+    got = elementary(x, dtype)[EXP_NONPOSITIVE]
+    err = ulp_error(got, exact_values("exp", x, dtype), dtype)
+    assert err.max() <= 1.0, (x[np.argmax(err)], err.max())
+    # NaN stays NaN (a NaN logit makes its row NaN); -inf (a masked class) and
+    # everything below the flush point give exactly 0; both zeros give 1
+    below = np.nextafter(np.asarray(flush, dtype=dtype), dtype(-np.inf))
+    special = np.array([np.nan, -np.inf, -np.finfo(dtype).max, below, 2 * flush, 0.0, -0.0], dtype=dtype)
+    np.testing.assert_array_equal(elementary(special, dtype)[EXP_NONPOSITIVE], [np.nan, 0, 0, 0, 0, 1, 1])
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)

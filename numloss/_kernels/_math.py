@@ -545,32 +545,30 @@ overload(tanh_and_sech2, inline="always", jit_options=OVERLOAD_OPTIONS)(_tanh_an
 
 @jit_inline
 def exp_nonpositive64(x: float) -> Any:
-    """``exp(x)`` for ``x <= 0`` (float64): one power of two, results below
-    the smallest normal (x < -708.39) flushed to 0.  NaN -> NaN."""
+    """``exp(x)`` for ``x <= 0`` (float64): one power of two, results for
+    ``x < -708`` (near the smallest normal number) flushed to 0.  NaN -> NaN."""
     lo = -708.0
-    xc = select(x > lo, x, lo)
+    xc = select(x < lo, lo, x)  # (NaN stays NaN, and so does y below)
     k = rint(xc * LOG2E)
     r = fmuladd(-k, LN2_HI, xc)
     r = fmuladd(-k, LN2_LO, r)
     s = pow2_of_integral(k)
     y = fmuladd(s, exp64_poly(r), s)
-    y = select(x >= lo, y, 0.0)
-    return select(x == x, y, x)
+    return select(x < lo, 0.0, y)
 
 
 @jit_inline
 def exp_nonpositive32(x: np.float32) -> Any:
-    """``exp(x)`` for ``x <= 0`` (float32): one power of two, results below
-    the smallest normal (x < -87.3) flushed to 0.  NaN -> NaN."""
+    """``exp(x)`` for ``x <= 0`` (float32): one power of two, results for
+    ``x < -87`` (near the smallest normal number) flushed to 0.  NaN -> NaN."""
     lo = np.float32(-87.0)
-    xc = select(x > lo, x, lo)
+    xc = select(x < lo, lo, x)  # (NaN stays NaN, and so does y below)
     k = rint(xc * np.float32(LOG2E))
     r = fmuladd(-k, LN2_HI_F32, xc)
     r = fmuladd(-k, LN2_LO_F32, r)
     s = pow2_of_integral(k)
     y = fmuladd(s, exp32_poly(r), s)
-    y = select(x >= lo, y, np.float32(0.0))
-    return select(x == x, y, x)
+    return select(x < lo, np.float32(0.0), y)
 
 
 def exp_nonpositive(x: _FloatT) -> _FloatT:
