@@ -28,6 +28,7 @@ from numpy.typing import DTypeLike, NDArray
 
 from . import _parallel
 from . import _validate as V
+from ._kernels.reduce import sum_float64
 from ._typing import AnyArray, ArrayLike, Float64Array, LossValue
 
 if TYPE_CHECKING:
@@ -251,7 +252,7 @@ def reduce(b: Batch, losses: AnyArray, dtype: DTypeLike) -> LossValue:
             return losses.reshape(b.shape)
         with np.errstate(over="ignore"):
             return losses.astype(dtype).reshape(b.shape)
-    total = losses.sum()
+    total = sum_float64(losses.reshape(-1))
     if b.reduction == "mean":
         total = total / b.denom if b.denom != 0 else np.float64(np.nan)
     # (a NumPy scalar of dtype, a float type: dtype.type is typed as any type)
@@ -293,6 +294,31 @@ def loss_and_grad(b: Batch, out: AnyArray | None, inputs: Iterable[tuple[str, ob
 
 
 # ------------------------------------------------------------ elementwise losses (sigmoid family)
+
+
+#: the rows of an elementwise loss are regrouped up to this many elements each (:func:`merged_rows`)
+MERGED_ROW_LENGTH = 512
+
+
+def merged_rows(b: Batch) -> Batch:
+    """``b`` with ``k`` consecutive rows taken as one, for an elementwise loss whose element does not depend
+    on its column (no per-class weights) and with no per-row weights; ``b`` itself when ``k`` would be 1.
+
+    ``k`` is the largest power of two that divides ``N`` with ``k C <= 512``
+    (so every batch of a power-of-two size regroups).  The rows are views of
+    the same C-contiguous memory and each element is computed by the same
+    formula (an element that fell in a short row's scalar tail may now be in
+    a vector body, which can round differently in the last place), and the
+    loss's sum runs in another order.  Short rows cost a row's set-up and
+    a vector loop's scalar tail every C elements: sigmoid CE at 65536x10,
+    single thread, 4.5 ms as (65536, 10) rows, 0.92 ms as (1280, 512).
+    """
+    if b.row_weight is not NO_ROWS or b.N < 2 or b.C < 1 or 2 * b.C > MERGED_ROW_LENGTH:
+        return b
+    k = min(b.N & -b.N, 1 << ((MERGED_ROW_LENGTH // b.C).bit_length() - 1))
+    if k < 2:
+        return b
+    return Batch(b.x, b.N // k, b.C * k, b.shape, b.reduction, b.denom, b.inv_denom, b.row_weight, b.lse)
 
 
 def elementwise_batch(x: AnyArray, reduction: str, normalizer: float | None = None,

@@ -39,6 +39,8 @@ def _prepare_sigmoid(logits: ArrayLike, target: ArrayLike, alpha: Real | None, g
     alpha = _alpha(alpha)
     gamma = _gamma(gamma)
     b, ew = _plumbing.elementwise_batch(x, reduction, None, sample_weight, where)
+    if ew is None:
+        b = _plumbing.merged_rows(b)  # elementwise, no weight per column: short rows regrouped into long ones
     # one kernel specialisation per logits dtype: targets are read in the logits' dtype
     t2 = _plumbing.dense_target(target, b)
     return b, (t2, alpha, gamma, b.inv_denom, b.row_weight), ew

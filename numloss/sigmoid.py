@@ -75,11 +75,13 @@ def _prepare(logits: ArrayLike, target: ArrayLike, weight: ArrayLike | None, pos
     eps = V.eps(eps)
     norm = V.normalizer(normalizer)
     b, ew = _plumbing.elementwise_batch(x, reduction, norm, sample_weight, where)
+    if weight is None and pos_weight is None and ew is None:
+        b = _plumbing.merged_rows(b)  # no weight per column: short rows are regrouped into long ones
     # bool targets (multi-label masks) are read as they are; other dtypes as the logits'
     t2 = _plumbing.dense_target(target, b, native=(np.dtype(np.bool_),))
     dtype = V.compute_dtype(x.dtype)
-    w = broadcast_weight(weight, x.shape, dtype, "weight")
-    pw = broadcast_weight(pos_weight, x.shape, dtype, "pos_weight")
+    w = _unit_row(b.C, dtype) if weight is None else broadcast_weight(weight, x.shape, dtype, "weight")
+    pw = _unit_row(b.C, dtype) if pos_weight is None else broadcast_weight(pos_weight, x.shape, dtype, "pos_weight")
     # unit weights, no clipping, targets of the logits' dtype (uint16: half targets): the plain kernels (no no-op
     # multiplications and clamps; compiled for those two signatures only)
     plain = weight is None and pos_weight is None and eps == 0.0 and t2.dtype in (dtype, np.uint16)

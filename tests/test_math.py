@@ -16,8 +16,16 @@ from conftest import DTYPES, dtype_id
 
 from numloss._kernels import _math as M
 from numloss._kernels._jit import JIT_OPTIONS
-from numloss._kernels._math import (exp, exp_nonpositive, expm1, log1p_unit, maxnum, pow2_of_integral, rint,
-                                    tanh_and_sech2)
+from numloss._kernels._math import (
+    exp,
+    exp_nonpositive,
+    expm1,
+    log1p_unit,
+    maxnum,
+    pow2_of_integral,
+    rint,
+    tanh_and_sech2,
+)
 
 
 @numba.njit(**JIT_OPTIONS)

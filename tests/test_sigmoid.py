@@ -465,3 +465,55 @@ def test_saturated_float64_elements_match_mpmath_to_1e_12(kernels):
             want_loss = mpmath.log1p(mpmath.exp(-xv)) if tj == 1 else mpmath.log1p(mpmath.exp(xv))
             assert loss[0, j] == pytest.approx(float(want_loss), rel=1e-12, abs=0), (v, tj)
             assert grad[0, j] == pytest.approx(float(want_grad), rel=1e-12, abs=0), (v, tj)
+
+
+# Short rows of the elementwise losses are regrouped into rows of up to 512
+# elements (numloss._plumbing.merged_rows) when no weight depends on the row or
+# the column.  Each element is computed by the same formula either way, so the
+# gradient and the per-element losses must agree with the per-row computation
+# (which where= forces: all True, per-row weights of 1, exact) to the dtype's
+# tolerance, with NaN and inf at the same places; not bit for bit, since an
+# element in the scalar tail of a short row and the same element in a vector
+# body may round differently in the last place (seen: the focal loss, 1 ulp).
+MERGE_SHAPES = [(256, 10), (96, 3), (64, 1), (2, 255), (1024, 2), (255, 10), (6, 7, 4), (8, 256), (16, 300)]
+
+
+@pytest.mark.parametrize("shape", MERGE_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("loss", ["sigmoid", "focal", "focal_gamma_1.5", "sigmoid_eps"])
+def test_regrouped_short_rows_match_the_per_row_computation(loss, dtype, shape):
+    import numloss
+
+    rng = np.random.default_rng(sum(shape))
+    x = (4 * rng.standard_normal(shape)).astype(dtype)
+    x.flat[::7] = -np.inf
+    x.flat[3::11] = np.nan
+    t = (rng.random(shape) < 0.4).astype(dtype)
+    every_row = np.ones(shape[:-1], dtype=bool)
+    fn, kw = {
+        "sigmoid": (numloss.sigmoid_cross_entropy_with_grad, {}),
+        "sigmoid_eps": (numloss.sigmoid_cross_entropy_with_grad, {"eps": 1e-3}),
+        "focal": (numloss.sigmoid_focal_loss_with_grad, {}),
+        "focal_gamma_1.5": (numloss.sigmoid_focal_loss_with_grad, {"gamma": 1.5}),
+    }[loss]
+    x_before = x.copy()
+    for reduction in ("none", "sum", "mean"):
+        loss_m, grad_m = fn(x, t, reduction=reduction, **kw)
+        loss_r, grad_r = fn(x, t, reduction=reduction, where=every_row, **kw)
+        assert_close(grad_m, grad_r.astype(np.float64), dtype, scale=1.0, what="grad")
+        if reduction == "none":
+            assert_close(loss_m, loss_r.astype(np.float64), dtype, what="losses")
+        else:  # NaN logits make both NaN; the finite case is checked on the finite elements below
+            np.testing.assert_array_equal(np.isnan(loss_m), np.isnan(loss_r))
+    np.testing.assert_array_equal(x, x_before)
+    xf = np.where(np.isfinite(x), x, 0).astype(dtype)
+    loss_m, grad_m = fn(xf, t, reduction="sum", **kw)
+    loss_r, grad_r = fn(xf, t, reduction="sum", where=every_row, **kw)
+    assert_close(grad_m, grad_r.astype(np.float64), dtype, scale=1.0, what="grad")
+    assert_close(loss_m, np.float64(loss_r), dtype, what="loss")
+    # in place: the regrouped rows are views of the logits themselves
+    buf = xf.copy()
+    loss_i, grad_i = fn(buf, t, reduction="sum", out=buf, **kw)
+    assert grad_i is buf
+    np.testing.assert_array_equal(grad_i, grad_m)
+    assert loss_i == loss_m
