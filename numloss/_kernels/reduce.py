@@ -14,7 +14,7 @@ def sum_float64(a: NDArray[np.float64]) -> float:
     """``sum(a)`` of a 1-d float64 array, blocked in three levels.
 
     Blocks of 256 elements are summed in vector lanes (each lane adds
-    ``256 / lanes`` terms: 8 with LLVM's 32 accumulators here), 256 block
+    ``256 / lanes`` terms, lanes the accumulators LLVM vectorises into), 256 block
     sums into a super-block sum, the super-block sums in order: the rounding
     error is bounded by about ``(256 / lanes + 256 + n / 65536)`` units of
     ``eps`` times ``sum |a|``, where NumPy's pairwise sum has ``O(log n)`` of
