@@ -295,3 +295,25 @@ def test_python_stubs_refuse_to_run_outside_njit():
     for fn in (M.exp, M.expm1, M.log1p_unit, M.tanh_and_sech2, lambda v: M.cast_like(v, v)):
         with pytest.raises(NotImplementedError, match="njit"):
             fn(1.0)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 255, 256, 257, 65536 + 3, 3 * 65536 + 1000])
+def test_sum_of_the_reductions_within_its_bound(n):
+    """numloss._kernels.reduce.sum_float64 against math.fsum (exact, then rounded once).
+
+    Its documented bound: about (256 / lanes + 256 + n / 65536) eps sum|a|;
+    held here to (512 + n / 65536) eps sum|a| (one lane: the worst case).
+    """
+    from numloss._kernels.reduce import sum_float64
+
+    rng = np.random.default_rng(n)
+    a = rng.standard_normal(n) * 10.0 ** rng.uniform(-3, 3, n)
+    exact = math.fsum(a)
+    bound = (512 + n / 65536) * np.finfo(np.float64).eps * np.abs(a).sum()
+    assert abs(sum_float64(a) - exact) <= bound
+    if n:
+        b = a.copy()
+        b[n // 2] = np.nan
+        assert np.isnan(sum_float64(b))
+        b[n // 2] = np.inf
+        assert sum_float64(b) == np.inf
