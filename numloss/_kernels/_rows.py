@@ -29,6 +29,7 @@ from ._math import (
     float16_bits_to_float32,
     float32_to_bfloat16_bits,
     float32_to_float16_bits,
+    prefetch_address,
 )
 
 #: one family's drivers: ``serial(x, *head, grad, *tail)`` and ``parallel`` (same
@@ -82,6 +83,26 @@ def _gradient_array(x: Any, g_or_none: Any) -> Callable[[Any, Any], Any]:
         return g_or_none
 
     return the_gradient
+
+
+#: bytes per cache line (x86-64, most Arm cores)
+CACHE_LINE = 64
+
+
+@jit_inline
+def prefetch_row_block(a: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar) -> None:
+    """Ask the caches for ``a[i, lo:hi]`` (nothing if row ``i`` is past the end or the classes are strided).
+
+    The large-row kernels call it for the next row, a block at a time, from
+    inside their exponentials' loop, so that the next row's first (max) pass
+    reads from L2 instead of waiting on memory while there is no arithmetic
+    to overlap with: the loads travel while the exponentials compute.
+    """
+    size = a.itemsize
+    if i < a.shape[0] and a.strides[1] == size:
+        start = a.ctypes.data + i * a.strides[0] + lo * size
+        for offset in range(0, (hi - lo) * size, CACHE_LINE):
+            prefetch_address(start + offset)
 
 
 @jit_inline

@@ -52,6 +52,7 @@ from ._rows import (
     half_rows_to_float32,
     half_sub_rows,
     half_tasks,
+    prefetch_row_block,
     row_chunks,
     rows_of,
     sample_weight_of,
@@ -249,6 +250,7 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
         sb = zero
         tb = zero
         lo, hi = np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))
+        prefetch_row_block(x, i + 1, j0, min(j0 + SUM_BLOCK, C))
         if plain and store:
             for j in range(lo, hi):
                 v = x[i, j]
