@@ -209,12 +209,15 @@ def _smoothing_sums(x: AnyArray, i: IntScalar, weight: Float64Array, lo: IntScal
 
 @jit_inline
 def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntScalar, weight: Float64Array,
-                     ls: float, z: float, softcap: float, eps: float, inv_denom: float) -> tuple[float, float]:
+                     ls: float, z: float, softcap: float, eps: float, inv_denom: float, ahead: AnyArray,
+                     ahead_row: IntScalar) -> tuple[float, float]:
     """Loss of one row with class index ``y``; writes ``g`` if ``want_grad``.
 
     ``q_c = (1 - ls) w_y [c == y] + ls w_c / K [x_c > -inf]``, ``K`` the
     number of unmasked classes (PyTorch's definition when nothing is masked).
     Returns the row's loss and log-sum-exp (of the softcapped logits), float64.
+    While it computes, it asks the caches for row ``ahead_row`` of ``ahead``
+    (the next row's logits, read next; see :func:`_rows.prefetch_row_block`).
     """
     C = x.shape[1]
     Cu = np.uint64(C)  # unsigned class indices: no wraparound selects, so in-place loops vectorise
@@ -250,7 +253,7 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
         sb = zero
         tb = zero
         lo, hi = np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))
-        prefetch_row_block(x, i + 1, j0, min(j0 + SUM_BLOCK, C))
+        prefetch_row_block(ahead, ahead_row, j0, min(j0 + SUM_BLOCK, C))
         if plain and store:
             for j in range(lo, hi):
                 v = x[i, j]
@@ -522,11 +525,15 @@ def _softmax_row_prob(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, t
 
 
 @jit
-def _int_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntScalar, want_grad: bool,
-              target: IndexArray, weight: Float64Array, ignore_index: int, ls: float, z: float, softcap: float,
-              eps: float, inv_denom: float, row_weight: Float64Array, row_loss: Float64Array,
-              lse_out: Float64Array) -> None:
+def _int_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntScalar, ahead: AnyArray,
+              ahead_shift: IntScalar, want_grad: bool, target: IndexArray, weight: Float64Array, ignore_index: int,
+              ls: float, z: float, softcap: float, eps: float, inv_denom: float, row_weight: Float64Array,
+              row_loss: Float64Array, lse_out: Float64Array) -> None:
     """Rows ``lo:hi``; the gradient goes to ``g_or_none``, or to ``x`` in place when it is ``None``.
+
+    Row ``i`` prefetches row ``i + ahead_shift`` of ``ahead``: ``x`` and 1,
+    or for a half driver's float32 rows ``a:b``, the half logits and ``b``
+    (the rows it converts next).
 
     ``row_weight`` holds the sample weights (empty: all 1; 0 skips a row);
     ``lse_out`` receives each row's log-sum-exp (empty: not wanted).
@@ -542,7 +549,8 @@ def _int_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntSca
         if y == ignore_index or rw == 0.0:
             skip_row(g, i, want_grad, row_loss, lse_out)
         else:
-            loss, lse = _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_denom * rw)
+            loss, lse = _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_denom * rw, ahead,
+                                             i + ahead_shift)
             row_loss[i] = loss * rw
             if want_lse:
                 lse_out[i] = lse
@@ -553,8 +561,8 @@ def softmax_ce_int_serial(x: AnyArray, target: IndexArray, weight: Float64Array,
                           softcap: float, eps: float, inv_denom: float, row_weight: Float64Array, grad: AnyArray,
                           row_loss: Float64Array, lse_out: Float64Array) -> None:
     want_grad = grad.shape[0] == x.shape[0]
-    _int_rows(x, grad, np.int64(0), np.int64(x.shape[0]), want_grad, target, weight, ignore_index, ls, z, softcap,
-              eps, inv_denom, row_weight, row_loss, lse_out)
+    _int_rows(x, grad, np.int64(0), np.int64(x.shape[0]), x, np.int64(1), want_grad, target, weight, ignore_index,
+              ls, z, softcap, eps, inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
@@ -565,7 +573,7 @@ def softmax_ce_int_parallel(x: AnyArray, target: IndexArray, weight: Float64Arra
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
-        _int_rows(x, grad, lo, hi, want_grad, target, weight, ignore_index,
+        _int_rows(x, grad, lo, hi, x, np.int64(1), want_grad, target, weight, ignore_index,
                   ls, z, softcap, eps, inv_denom, row_weight, row_loss, lse_out)
 
 
@@ -573,8 +581,8 @@ def softmax_ce_int_parallel(x: AnyArray, target: IndexArray, weight: Float64Arra
 def softmax_ce_int_inplace_serial(x: AnyArray, target: IndexArray, weight: Float64Array, ignore_index: int, ls: float,
                                   z: float, softcap: float, eps: float, inv_denom: float, row_weight: Float64Array,
                                   row_loss: Float64Array, lse_out: Float64Array) -> None:
-    _int_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, ignore_index, ls, z, softcap, eps,
-              inv_denom, row_weight, row_loss, lse_out)
+    _int_rows(x, None, np.int64(0), np.int64(x.shape[0]), x, np.int64(1), True, target, weight, ignore_index, ls, z,
+              softcap, eps, inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
@@ -584,7 +592,7 @@ def softmax_ce_int_inplace_parallel(x: AnyArray, target: IndexArray, weight: Flo
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
-        _int_rows(x, None, lo, hi, True, target, weight, ignore_index,
+        _int_rows(x, None, lo, hi, x, np.int64(1), True, target, weight, ignore_index,
                   ls, z, softcap, eps, inv_denom, row_weight, row_loss, lse_out)
 
 
@@ -851,8 +859,9 @@ def _int_half_task(xh: NDArray[np.uint16], kind: int, g: AnyArray, lo: IntScalar
                           rows_of(row_weight, a, b), row_loss[a:b], rows_of(lse_out, a, b), np.int64(0),
                           np.int64(b - a))
         else:
-            _int_rows(xs, None, np.int64(0), np.int64(b - a), want_grad, target[a:b], weight, ignore_index, ls, z,
-                      softcap, eps, inv_denom, rows_of(row_weight, a, b), row_loss[a:b], rows_of(lse_out, a, b))
+            _int_rows(xs, None, np.int64(0), np.int64(b - a), xh, np.int64(b), want_grad, target[a:b], weight,
+                      ignore_index, ls, z, softcap, eps, inv_denom, rows_of(row_weight, a, b), row_loss[a:b],
+                      rows_of(lse_out, a, b))
         if want_grad:
             float32_rows_to_half(xs, kind, g, a, b)
 
