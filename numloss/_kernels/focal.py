@@ -52,6 +52,7 @@ from ._rows import (
     half_rows_to_float32,
     half_sub_rows,
     half_tasks,
+    prefetch_row_block,
     row_chunks,
     rows_of,
     sample_weight_of,
@@ -243,8 +244,9 @@ def sigmoid_focal_inplace_parallel(x: AnyArray, target: AnyArray, alpha: float, 
 
 @jit_inline
 def _softmax_focal_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntScalar, w_y: float, gamma: float,
-                       inv_denom: float) -> tuple[float, float]:
-    """``(loss, log-sum-exp)`` (float64) of row ``i`` with class index ``y``; writes ``g[i]`` if ``want_grad``."""
+                       inv_denom: float, ahead: AnyArray, ahead_row: IntScalar) -> tuple[float, float]:
+    """``(loss, log-sum-exp)`` (float64) of row ``i`` with class index ``y``; writes ``g[i]`` if ``want_grad``;
+    prefetches row ``ahead_row`` of ``ahead`` (see :func:`.softmax._softmax_row_int`)."""
     C = x.shape[1]
     x0 = x[i, 0]
     zero = cast_like(0.0, x0)
@@ -257,6 +259,7 @@ def _softmax_focal_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, 
     below = 0.0
     total = 0.0
     for j0 in range(0, C, SUM_BLOCK):
+        prefetch_row_block(ahead, ahead_row, j0, min(j0 + SUM_BLOCK, C))
         sb, tb = _exp_sum_block(x, g, i, np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C)), m, want_grad, zero)
         below += sb
         total += tb
@@ -280,9 +283,10 @@ def _softmax_focal_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, 
 
 
 @jit
-def _softmax_focal_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntScalar, want_grad: bool,
-                        target: IndexArray, weight: Float64Array, ignore_index: int, gamma: float, inv_denom: float,
-                        row_weight: Float64Array, row_loss: Float64Array, lse_out: Float64Array) -> None:
+def _softmax_focal_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntScalar, ahead: AnyArray,
+                        ahead_shift: IntScalar, want_grad: bool, target: IndexArray, weight: Float64Array,
+                        ignore_index: int, gamma: float, inv_denom: float, row_weight: Float64Array,
+                        row_loss: Float64Array, lse_out: Float64Array) -> None:
     g = gradient_array(x, g_or_none)
     want_lse = lse_out.shape[0] != 0
     for i in range(lo, hi):
@@ -291,7 +295,8 @@ def _softmax_focal_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, 
         if y == ignore_index or rw == 0.0:
             skip_row(g, i, want_grad, row_loss, lse_out)
         else:
-            loss, lse = _softmax_focal_row(x, g, i, want_grad, y, weight[y], gamma, inv_denom * rw)
+            loss, lse = _softmax_focal_row(x, g, i, want_grad, y, weight[y], gamma, inv_denom * rw, ahead,
+                                           i + ahead_shift)
             row_loss[i] = loss * rw
             if want_lse:
                 lse_out[i] = lse
@@ -301,8 +306,8 @@ def _softmax_focal_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, 
 def softmax_focal_serial(x: AnyArray, target: IndexArray, weight: Float64Array, ignore_index: int, gamma: float,
                          inv_denom: float, row_weight: Float64Array, grad: AnyArray, row_loss: Float64Array,
                          lse_out: Float64Array) -> None:
-    _softmax_focal_rows(x, grad, np.int64(0), np.int64(x.shape[0]), grad.shape[0] == x.shape[0], target, weight,
-                        ignore_index, gamma, inv_denom, row_weight, row_loss, lse_out)
+    _softmax_focal_rows(x, grad, np.int64(0), np.int64(x.shape[0]), x, np.int64(1), grad.shape[0] == x.shape[0], target,
+                        weight, ignore_index, gamma, inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
@@ -313,16 +318,16 @@ def softmax_focal_parallel(x: AnyArray, target: IndexArray, weight: Float64Array
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
-        _softmax_focal_rows(x, grad, lo, hi, want_grad, target, weight, ignore_index, gamma, inv_denom, row_weight,
-                            row_loss, lse_out)
+        _softmax_focal_rows(x, grad, lo, hi, x, np.int64(1), want_grad, target, weight, ignore_index, gamma, inv_denom,
+                            row_weight, row_loss, lse_out)
 
 
 @jit
 def softmax_focal_inplace_serial(x: AnyArray, target: IndexArray, weight: Float64Array, ignore_index: int, gamma: float,
                                  inv_denom: float, row_weight: Float64Array, row_loss: Float64Array,
                                  lse_out: Float64Array) -> None:
-    _softmax_focal_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, ignore_index, gamma,
-                        inv_denom, row_weight, row_loss, lse_out)
+    _softmax_focal_rows(x, None, np.int64(0), np.int64(x.shape[0]), x, np.int64(1), True, target, weight, ignore_index,
+                        gamma, inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
@@ -332,8 +337,8 @@ def softmax_focal_inplace_parallel(x: AnyArray, target: IndexArray, weight: Floa
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
-        _softmax_focal_rows(x, None, lo, hi, True, target, weight, ignore_index, gamma, inv_denom, row_weight,
-                            row_loss, lse_out)
+        _softmax_focal_rows(x, None, lo, hi, x, np.int64(1), True, target, weight, ignore_index, gamma, inv_denom,
+                            row_weight, row_loss, lse_out)
 
 
 # ------------------------------------------------------ half-precision logits (see _rows.py)
@@ -391,8 +396,9 @@ def _softmax_focal_half_task(xh: NDArray[np.uint16], fmt: int, g: AnyArray, lo: 
         b = min(a + sub, hi)
         xs = scratch_rows(g, scratch, a, b)
         half_rows_to_float32(xh, fmt, a, b, xs)
-        _softmax_focal_rows(xs, None, np.int64(0), np.int64(b - a), want_grad, target[a:b], weight, ignore_index,
-                            gamma, inv_denom, rows_of(row_weight, a, b), row_loss[a:b], rows_of(lse_out, a, b))
+        _softmax_focal_rows(xs, None, np.int64(0), np.int64(b - a), xh, np.int64(b), want_grad, target[a:b], weight,
+                            ignore_index, gamma, inv_denom, rows_of(row_weight, a, b), row_loss[a:b],
+                            rows_of(lse_out, a, b))
         if want_grad:
             float32_rows_to_half(xs, fmt, g, a, b)
 

@@ -51,6 +51,7 @@ from ._rows import (
     half_rows_to_float32,
     half_sub_rows,
     half_tasks,
+    prefetch_row_block,
     row_chunks,
     rows_of,
     sample_weight_of,
@@ -109,9 +110,10 @@ def _sum_exp_scaled(x: AnyArray, g: AnyArray, i: IntScalar, lo: IntScalar, hi: I
 @jit_inline
 def _margin_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntScalar, weight: Float64Array, ls: float,
                 scale: float, kind: int, margin: float, cos_m: float, sin_m: float, th: float, mm: float,
-                sin_floor: float, inv_denom: float) -> tuple[float, float]:
+                sin_floor: float, inv_denom: float, ahead: AnyArray, ahead_row: IntScalar) -> tuple[float, float]:
     """``(loss, log-sum-exp of the margin logits)`` (float64) of row ``i`` with class index ``y``; writes
-    ``g[i]`` if ``want_grad``."""
+    ``g[i]`` if ``want_grad``; prefetches row ``ahead_row`` of ``ahead`` (see
+    :func:`.softmax._softmax_row_int`)."""
     C = x.shape[1]
     x0 = x[i, 0]
     zero = cast_like(0.0, x0)
@@ -165,6 +167,7 @@ def _margin_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntS
     s = 0.0  # the classes other than y; the target's term exp(zy - m) is added below
     for j0 in range(0, C, SUM_BLOCK):
         j1 = min(j0 + SUM_BLOCK, C)
+        prefetch_row_block(ahead, ahead_row, j0, j1)
         s += _sum_exp_scaled(x, g, i, j0, min(j1, y), st, m, store, masked_mark) + _sum_exp_scaled(
             x, g, i, max(j0, y + 1), j1, st, m, store, masked_mark)
     # log(exp(zy - m) + s) as log1p(expm1(zy - m) + s): when the target is the maximum
@@ -202,11 +205,13 @@ def _margin_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntS
 
 
 @jit
-def _margin_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntScalar, want_grad: bool,
-                 target: IndexArray, weight: Float64Array, ignore_index: int, ls: float, scale: float, kind: int,
-                 margin: float, cos_m: float, sin_m: float, th: float, mm: float, sin_floor: float, inv_denom: float,
-                 row_weight: Float64Array, row_loss: Float64Array, lse_out: Float64Array) -> None:
-    """Rows ``lo:hi``; the gradient goes to ``g_or_none``, or to ``x`` in place when it is ``None``."""
+def _margin_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntScalar, ahead: AnyArray,
+                 ahead_shift: IntScalar, want_grad: bool, target: IndexArray, weight: Float64Array, ignore_index: int,
+                 ls: float, scale: float, kind: int, margin: float, cos_m: float, sin_m: float, th: float, mm: float,
+                 sin_floor: float, inv_denom: float, row_weight: Float64Array, row_loss: Float64Array,
+                 lse_out: Float64Array) -> None:
+    """Rows ``lo:hi``; the gradient goes to ``g_or_none``, or to ``x`` in place when it is ``None`` (``ahead``
+    and ``ahead_shift`` as for :func:`.softmax._int_rows`)."""
     g = gradient_array(x, g_or_none)
     want_lse = lse_out.shape[0] != 0
     for i in range(lo, hi):
@@ -216,7 +221,7 @@ def _margin_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: Int
             skip_row(g, i, want_grad, row_loss, lse_out)
         else:
             loss, lse = _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, sin_m, th,
-                                    mm, sin_floor, inv_denom * rw)
+                                    mm, sin_floor, inv_denom * rw, ahead, i + ahead_shift)
             row_loss[i] = loss * rw
             if want_lse:
                 lse_out[i] = lse
@@ -230,8 +235,8 @@ def margin_ce_serial(x: AnyArray, target: IndexArray, weight: Float64Array, igno
                      kind: int, margin: float, cos_m: float, sin_m: float, th: float, mm: float, sin_floor: float,
                      inv_denom: float, row_weight: Float64Array, grad: AnyArray, row_loss: Float64Array,
                      lse_out: Float64Array) -> None:
-    _margin_rows(x, grad, np.int64(0), np.int64(x.shape[0]), grad.shape[0] == x.shape[0], target, weight,
-                 ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm, sin_floor, inv_denom, row_weight,
+    _margin_rows(x, grad, np.int64(0), np.int64(x.shape[0]), x, np.int64(1), grad.shape[0] == x.shape[0], target,
+                 weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm, sin_floor, inv_denom, row_weight,
                  row_loss, lse_out)
 
 
@@ -244,8 +249,8 @@ def margin_ce_parallel(x: AnyArray, target: IndexArray, weight: Float64Array, ig
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
-        _margin_rows(x, grad, lo, hi, want_grad, target, weight, ignore_index, ls, scale, kind, margin, cos_m,
-                     sin_m, th, mm, sin_floor, inv_denom, row_weight, row_loss, lse_out)
+        _margin_rows(x, grad, lo, hi, x, np.int64(1), want_grad, target, weight, ignore_index, ls, scale, kind, margin,
+                     cos_m, sin_m, th, mm, sin_floor, inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit
@@ -253,8 +258,8 @@ def margin_ce_inplace_serial(x: AnyArray, target: IndexArray, weight: Float64Arr
                              scale: float, kind: int, margin: float, cos_m: float, sin_m: float, th: float, mm: float,
                              sin_floor: float, inv_denom: float, row_weight: Float64Array, row_loss: Float64Array,
                              lse_out: Float64Array) -> None:
-    _margin_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, ignore_index, ls, scale, kind,
-                 margin, cos_m, sin_m, th, mm, sin_floor, inv_denom, row_weight, row_loss, lse_out)
+    _margin_rows(x, None, np.int64(0), np.int64(x.shape[0]), x, np.int64(1), True, target, weight, ignore_index, ls,
+                 scale, kind, margin, cos_m, sin_m, th, mm, sin_floor, inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
@@ -265,8 +270,8 @@ def margin_ce_inplace_parallel(x: AnyArray, target: IndexArray, weight: Float64A
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
-        _margin_rows(x, None, lo, hi, True, target, weight, ignore_index, ls, scale, kind, margin, cos_m, sin_m,
-                     th, mm, sin_floor, inv_denom, row_weight, row_loss, lse_out)
+        _margin_rows(x, None, lo, hi, x, np.int64(1), True, target, weight, ignore_index, ls, scale, kind, margin,
+                     cos_m, sin_m, th, mm, sin_floor, inv_denom, row_weight, row_loss, lse_out)
 
 
 # ------------------------------------------------------ half-precision cosines (see _rows.py)
@@ -285,9 +290,9 @@ def _margin_half_task(xh: NDArray[np.uint16], fmt: int, g: AnyArray, lo: IntScal
         b = min(a + sub, hi)
         xs = scratch_rows(g, scratch, a, b)
         half_rows_to_float32(xh, fmt, a, b, xs)
-        _margin_rows(xs, None, np.int64(0), np.int64(b - a), want_grad, target[a:b], weight, ignore_index, ls, scale,
-                     kind, margin, cos_m, sin_m, th, mm, sin_floor, inv_denom, rows_of(row_weight, a, b),
-                     row_loss[a:b], rows_of(lse_out, a, b))
+        _margin_rows(xs, None, np.int64(0), np.int64(b - a), xh, np.int64(b), want_grad, target[a:b], weight,
+                     ignore_index, ls, scale, kind, margin, cos_m, sin_m, th, mm, sin_floor, inv_denom,
+                     rows_of(row_weight, a, b), row_loss[a:b], rows_of(lse_out, a, b))
         if want_grad:
             float32_rows_to_half(xs, fmt, g, a, b)
 

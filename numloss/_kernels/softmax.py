@@ -363,11 +363,14 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
 
 @jit_inline
 def _softmax_row_prob(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, t: AnyArray, weight: Float64Array,
-                      ls: float, z: float, softcap: float, eps: float, inv_denom: float) -> tuple[float, float]:
+                      ls: float, z: float, softcap: float, eps: float, inv_denom: float, ahead: AnyArray,
+                      ahead_row: IntScalar) -> tuple[float, float]:
     """Loss of one row with a target distribution ``t[i]``.
 
     ``q_c = w_c ((1 - ls) t_c + ls / K [x_c > -inf])``.  Returns the row's
-    loss and log-sum-exp (of the softcapped logits), float64.
+    loss and log-sum-exp (of the softcapped logits), float64.  Prefetches
+    row ``ahead_row`` of ``ahead`` and the next target row as
+    :func:`_softmax_row_int` does.
     """
     C = x.shape[1]
     Cu = np.uint64(C)  # unsigned class indices: no wraparound selects, so in-place loops vectorise
@@ -412,6 +415,8 @@ def _softmax_row_prob(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, t
     else:
         for j0 in range(0, C, SUM_BLOCK):
             lo, hi = np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))
+            prefetch_row_block(ahead, ahead_row, j0, min(j0 + SUM_BLOCK, C))
+            prefetch_row_block(t, i + 1, j0, min(j0 + SUM_BLOCK, C))
             for j in range(lo, hi):
                 v = x[i, j]
                 q = (1.0 - ls) * t[i, j]
@@ -597,10 +602,12 @@ def softmax_ce_int_inplace_parallel(x: AnyArray, target: IndexArray, weight: Flo
 
 
 @jit
-def _prob_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntScalar, want_grad: bool, target: AnyArray,
-               weight: Float64Array, ls: float, z: float, softcap: float, eps: float, inv_denom: float,
-               row_weight: Float64Array, row_loss: Float64Array, lse_out: Float64Array) -> None:
-    """Rows ``lo:hi`` with probability targets; gradient to ``g_or_none``, or in place when ``None``."""
+def _prob_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntScalar, ahead: AnyArray,
+               ahead_shift: IntScalar, want_grad: bool, target: AnyArray, weight: Float64Array, ls: float, z: float,
+               softcap: float, eps: float, inv_denom: float, row_weight: Float64Array, row_loss: Float64Array,
+               lse_out: Float64Array) -> None:
+    """Rows ``lo:hi`` with probability targets; gradient to ``g_or_none``, or in place when ``None``
+    (``ahead`` and ``ahead_shift`` as for :func:`_int_rows`)."""
     g = gradient_array(x, g_or_none)
     want_lse = lse_out.shape[0] != 0
     for i in range(lo, hi):
@@ -608,7 +615,8 @@ def _prob_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntSc
         if rw == 0.0:
             skip_row(g, i, want_grad, row_loss, lse_out)
         else:
-            loss, lse = _softmax_row_prob(x, g, i, want_grad, target, weight, ls, z, softcap, eps, inv_denom * rw)
+            loss, lse = _softmax_row_prob(x, g, i, want_grad, target, weight, ls, z, softcap, eps, inv_denom * rw,
+                                          ahead, i + ahead_shift)
             row_loss[i] = loss * rw
             if want_lse:
                 lse_out[i] = lse
@@ -619,8 +627,8 @@ def softmax_ce_prob_serial(x: AnyArray, target: AnyArray, weight: Float64Array, 
                            eps: float, inv_denom: float, row_weight: Float64Array, grad: AnyArray,
                            row_loss: Float64Array, lse_out: Float64Array) -> None:
     want_grad = grad.shape[0] == x.shape[0]
-    _prob_rows(x, grad, np.int64(0), np.int64(x.shape[0]), want_grad, target, weight, ls, z, softcap, eps,
-               inv_denom, row_weight, row_loss, lse_out)
+    _prob_rows(x, grad, np.int64(0), np.int64(x.shape[0]), x, np.int64(1), want_grad, target, weight, ls, z, softcap,
+               eps, inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
@@ -631,16 +639,16 @@ def softmax_ce_prob_parallel(x: AnyArray, target: AnyArray, weight: Float64Array
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
-        _prob_rows(x, grad, lo, hi, want_grad, target, weight, ls, z, softcap, eps, inv_denom, row_weight,
-                   row_loss, lse_out)
+        _prob_rows(x, grad, lo, hi, x, np.int64(1), want_grad, target, weight, ls, z, softcap, eps, inv_denom,
+                   row_weight, row_loss, lse_out)
 
 
 @jit
 def softmax_ce_prob_inplace_serial(x: AnyArray, target: AnyArray, weight: Float64Array, ls: float, z: float,
                                    softcap: float, eps: float, inv_denom: float, row_weight: Float64Array,
                                    row_loss: Float64Array, lse_out: Float64Array) -> None:
-    _prob_rows(x, None, np.int64(0), np.int64(x.shape[0]), True, target, weight, ls, z, softcap, eps, inv_denom,
-               row_weight, row_loss, lse_out)
+    _prob_rows(x, None, np.int64(0), np.int64(x.shape[0]), x, np.int64(1), True, target, weight, ls, z, softcap, eps,
+               inv_denom, row_weight, row_loss, lse_out)
 
 
 @jit_parallel
@@ -650,8 +658,8 @@ def softmax_ce_prob_inplace_parallel(x: AnyArray, target: AnyArray, weight: Floa
     n, rows = row_chunks(x.shape[0], x.shape[1])
     for k in prange(n):
         lo, hi = chunk_bounds(k, rows, x.shape[0])
-        _prob_rows(x, None, lo, hi, True, target, weight, ls, z, softcap, eps, inv_denom, row_weight, row_loss,
-                   lse_out)
+        _prob_rows(x, None, lo, hi, x, np.int64(1), True, target, weight, ls, z, softcap, eps, inv_denom, row_weight,
+                   row_loss, lse_out)
 
 
 # ------------------------------------------------------ few classes per row
@@ -901,9 +909,9 @@ def _prob_half_task(xh: NDArray[np.uint16], kind: int, g: AnyArray, lo: IntScala
         b = min(a + sub, hi)
         xs = scratch_rows(g, scratch, a, b)
         half_rows_to_float32(xh, kind, a, b, xs)
-        _prob_rows(xs, None, np.int64(0), np.int64(b - a), want_grad, target_rows(target, tscratch, kind, a, b),
-                   weight, ls, z, softcap, eps,
-                   inv_denom, rows_of(row_weight, a, b), row_loss[a:b], rows_of(lse_out, a, b))
+        _prob_rows(xs, None, np.int64(0), np.int64(b - a), xh, np.int64(b), want_grad,
+                   target_rows(target, tscratch, kind, a, b), weight, ls, z, softcap, eps, inv_denom,
+                   rows_of(row_weight, a, b), row_loss[a:b], rows_of(lse_out, a, b))
         if want_grad:
             float32_rows_to_half(xs, kind, g, a, b)
 
