@@ -473,6 +473,47 @@ def test_label_smoothing_masks_and_underflow_across_blocks(kind, dtype, rng):
             assert_close(softmax_cross_entropy(x, t, reduction=reduction, **opts), want_loss, dtype, scale=gs)
 
 
+@pytest.mark.parametrize("C", [63, 64, 65, 127, 1000, 1088, 1100])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_row_tail_step(C, dtype, rng):
+    """The plain row kernel's last TAIL_STEP classes are one overlapping vector step that masks the
+    classes already done (K.TAIL_STEP): the row's maximum, the target, -inf masks and a NaN placed in
+    the overlap and in the tail; out of place, in place and loss only against the reference."""
+    from numloss._kernels import softmax as K
+
+    step = K.TAIL_STEP
+    body = C - C % step if C >= step else C
+    lo = max(C - step, 0)  # first class of the tail step
+    N = 7
+    x = (3 * rng.standard_normal((N, C))).astype(dtype)
+    t = rng.integers(0, C, N)
+    x[0, lo] = 40.0  # maximum in the overlap (already in the body when body < C)
+    t[0] = lo
+    x[1, C - 1] = 40.0  # maximum and target in the tail
+    t[1] = C - 1
+    x[2, max(lo, 1):] = -np.inf  # the whole tail step masked (class 0 kept: the target)
+    t[2] = 0
+    x[3, (lo + body) // 2] = np.nan  # NaN in the overlap: that row only
+    x[4, body:] = -np.inf  # the tail proper masked
+    t[4] = 0
+    x[5, :] = 0.0
+    x[5, C - 1] = 1e4 if dtype == np.float32 else 1e150  # confident row, maximum in the tail
+    t[5] = C - 1
+    for reduction in REDUCTIONS:
+        want_loss, want_grad = ref.softmax_cross_entropy(x, t, reduction=reduction)
+        gs = gscale(x, t, reduction=reduction)
+        loss, grad = softmax_cross_entropy_with_grad(x, t, reduction=reduction)
+        assert_close(loss, want_loss, dtype, scale=gs, what="loss")
+        assert_close(grad, want_grad, dtype, scale=gs, what="gradient")
+        xi = x.copy()
+        loss_in, grad_in = softmax_cross_entropy_with_grad(xi, t, reduction=reduction, out=xi)
+        np.testing.assert_array_equal(grad_in, grad)
+        np.testing.assert_array_equal(loss_in, loss)
+        assert_close(softmax_cross_entropy(x, t, reduction=reduction), want_loss, dtype, scale=gs)
+    rows = softmax_cross_entropy(x, t, reduction="none")
+    assert np.isnan(rows[3]) and np.isfinite(np.delete(rows, 3)).all()
+
+
 @pytest.mark.parametrize("opts", [dict(), dict(softcap=2.0), dict(z_loss=0.01), dict(weight=W7)])
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 def test_target_on_masked_class_gives_inf_loss(opts, dtype):

@@ -167,6 +167,27 @@ def _prefetch(write: int) -> Callable[..., _IntrinsicTyping]:
 prefetch_address = _intrinsic(_prefetch(0))
 
 @_intrinsic
+def wide_vectors(typingctx: TypingContext) -> _IntrinsicTyping:
+    """Let LLVM vectorise the calling function's loops at the widest vectors the CPU has.
+
+    LLVM targets 256-bit vectors on CPUs with AVX-512 unless a function asks
+    for more (its ``"prefer-vector-width"`` attribute: Intel's early AVX-512
+    parts lowered their clock for 512-bit arithmetic).  The exponentials'
+    loops are arithmetic-bound, and on this project's AVX-512 machine (Xeon,
+    Emerald Rapids) 512-bit vectors take 0.28 instead of 0.38 ns per
+    float32 exponential.  On a CPU without AVX-512 the attribute changes
+    nothing (the vectors are as wide as the registers).
+    """
+    def codegen(context: TargetContext, builder: ir.IRBuilder, signature: Signature,
+                args: Sequence[ir.Value]) -> ir.Value:
+        # a string attribute: llvmlite's FunctionAttributes.add knows only the enumerated ones
+        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@_intrinsic
 def maxnum(typingctx: TypingContext, a: types.Type, b: types.Type) -> _IntrinsicTyping:
     """IEEE maxNum: the larger of ``a`` and ``b``; a NaN argument is ignored.
 
