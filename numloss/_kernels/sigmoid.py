@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from .._typing import AnyArray, Float64Array, FloatScalar, IntScalar
 from ._jit import jit, jit_inline, jit_parallel
-from ._math import cast_like, exp_nonpositive, log1p_unit, maxnum, minnum, select
+from ._math import cast_like, exp_nonpositive, log1p_unit, maxnum, minnum, select, wide_vectors
 from ._rows import (
     HalfKernels,
     KernelSet,
@@ -182,6 +182,7 @@ def _sigmoid_ce_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, tar
 def _general_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntScalar, want_grad: bool,
                   target: AnyArray, weight: AnyArray, pos_weight: AnyArray, eps: float, inv_denom: float,
                   row_weight: Float64Array, elem_loss: AnyArray, row_loss: Float64Array) -> None:
+    wide_vectors()
     g = gradient_array(x, g_or_none)
     want_elem = elem_loss.shape[0] == x.shape[0]
     el = elem_loss if want_elem else np.empty((1, x.shape[1]), dtype=elem_loss.dtype)
@@ -201,6 +202,7 @@ def _general_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: In
 def _plain_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntScalar, want_grad: bool,
                 target: AnyArray, weight: AnyArray, pos_weight: AnyArray, eps: float, inv_denom: float,
                 row_weight: Float64Array, elem_loss: AnyArray, row_loss: Float64Array) -> None:
+    wide_vectors()
     g = gradient_array(x, g_or_none)
     want_elem = elem_loss.shape[0] == x.shape[0]
     el = elem_loss if want_elem else np.empty((1, x.shape[1]), dtype=elem_loss.dtype)
@@ -329,6 +331,7 @@ def _sigmoid_half_rows(xh: NDArray[np.uint16], fmt: int, g: AnyArray, lo: IntSca
 def _general_half_task(xh: NDArray[np.uint16], fmt: int, g: AnyArray, lo: IntScalar, hi: IntScalar, target: AnyArray,
                        weight: AnyArray, pos_weight: AnyArray, eps: float, inv_denom: float, row_weight: Float64Array,
                        elem_loss: AnyArray, row_loss: Float64Array) -> None:
+    wide_vectors()
     _sigmoid_half_rows(xh, fmt, g, lo, hi, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
                        row_loss, False)
 
@@ -337,6 +340,7 @@ def _general_half_task(xh: NDArray[np.uint16], fmt: int, g: AnyArray, lo: IntSca
 def _plain_half_task(xh: NDArray[np.uint16], fmt: int, g: AnyArray, lo: IntScalar, hi: IntScalar, target: AnyArray,
                      weight: AnyArray, pos_weight: AnyArray, eps: float, inv_denom: float, row_weight: Float64Array,
                      elem_loss: AnyArray, row_loss: Float64Array) -> None:
+    wide_vectors()
     _sigmoid_half_rows(xh, fmt, g, lo, hi, target, weight, pos_weight, eps, inv_denom, row_weight, elem_loss,
                        row_loss, True)
 

@@ -170,6 +170,7 @@ def _stored_below_max(g: AnyArray, i: IntScalar, C: int) -> float:
     costs only the confident rows, where a select in the fused loops would
     cost every row (measured +15 % at 4096 x 1000 float32).
     """
+    wide_vectors()
     like = g[i, 0]
     zero = cast_like(0.0, like)
     half = cast_like(0.5, like)
@@ -652,6 +653,7 @@ def _prob_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntSc
                lse_out: Float64Array) -> None:
     """Rows ``lo:hi`` with probability targets; gradient to ``g_or_none``, or in place when ``None``
     (``ahead`` and ``ahead_shift`` as for :func:`_int_rows`)."""
+    wide_vectors()
     g = gradient_array(x, g_or_none)
     want_lse = lse_out.shape[0] != 0
     for i in range(lo, hi):
@@ -831,6 +833,7 @@ _TileFields = collections.namedtuple("_TileFields", "tile m s total x_y scale hi
 def _small_c_rows(x: AnyArray, g: AnyArray, want_grad: bool, target: IndexArray, weight: Float64Array,
                   ignore_index: int, z: float, inv_denom: float, row_weight: Float64Array, row_loss: Float64Array,
                   lse_out: Float64Array, lo: IntScalar, hi: IntScalar) -> None:
+    wide_vectors()
     C = x.shape[1]
     dt = x.dtype
     t = _TileFields(np.empty((C, BLOCK_ROWS), dtype=dt), np.empty(BLOCK_ROWS, dtype=dt),
@@ -897,6 +900,7 @@ def _int_half_task(xh: NDArray[np.uint16], kind: int, g: AnyArray, lo: IntScalar
                    weight: Float64Array, ignore_index: int, ls: float, z: float, softcap: float, eps: float,
                    inv_denom: float, row_weight: Float64Array, row_loss: Float64Array, lse_out: Float64Array) -> None:
     """Rows ``lo:hi`` of half logits with class indices: the few-classes tile or the row kernel, in float32."""
+    wide_vectors()
     C = xh.shape[1]
     want_grad = g.shape[0] == xh.shape[0]
     sub = half_sub_rows(C)
@@ -944,6 +948,7 @@ def _prob_half_task(xh: NDArray[np.uint16], kind: int, g: AnyArray, lo: IntScala
                     weight: Float64Array, ls: float, z: float, softcap: float, eps: float, inv_denom: float,
                     row_weight: Float64Array, row_loss: Float64Array, lse_out: Float64Array) -> None:
     """Rows ``lo:hi`` of half logits with float32 probability targets."""
+    wide_vectors()
     C = xh.shape[1]
     want_grad = g.shape[0] == xh.shape[0]
     sub = half_sub_rows(C)
