@@ -3,8 +3,9 @@
 Numba 0.62+ ships no SVML, so ``math.exp``/``np.exp`` inside a loop compile
 to scalar libm calls and the loop does not vectorise.  The functions here are
 plain arithmetic that LLVM vectorises (8 float32 or 4 float64 lanes with
-AVX2): range reduction by ln 2 (Cody-Waite, two constants), a polynomial, and
-the power of two built from integer bits.  They work in the precision of
+AVX2, 16 or 8 with AVX-512 in the functions that call :func:`wide_vectors`):
+range reduction by ln 2 (Cody-Waite, two constants), a polynomial, and the
+power of two built from integer bits.  They work in the precision of
 their argument (float32 in, float32 out).
 
 Accuracy (checked against mpmath in ``tests/test_math.py``): ``exp`` and

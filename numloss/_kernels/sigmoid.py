@@ -121,7 +121,7 @@ def _sigmoid_ce_row_blocks(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bo
     total = 0.0
     C = x.shape[1]
     # Losses are summed in the row dtype over blocks of SUM_BLOCK elements
-    # (8 float32 lanes), the block sums in float64.  Unsigned class indices:
+    # (8 or 16 float32 lanes), the block sums in float64.  Unsigned class indices:
     # no wraparound selects, so the in-place loops vectorise too.  One loop
     # with and one without the gradient: a store under a condition inside the
     # loop keeps LLVM from vectorising it (measured: 6x slower).  The element

@@ -66,7 +66,7 @@ _ONE = np.int64(1)
 _ZERO = np.int64(0)
 
 # Row sums of exponentials are accumulated in the row's dtype over blocks of
-# this many classes (fast: 8 float32 lanes), and the block sums in float64,
+# this many classes (fast: 8 or 16 float32 lanes), and the block sums in float64,
 # so a float32 sum never runs over more than SUM_BLOCK terms.
 SUM_BLOCK = 512
 
