@@ -512,6 +512,10 @@ def test_row_tail_step(C, dtype, rng):
         assert_close(softmax_cross_entropy(x, t, reduction=reduction), want_loss, dtype, scale=gs)
     rows = softmax_cross_entropy(x, t, reduction="none")
     assert np.isnan(rows[3]) and np.isfinite(np.delete(rows, 3)).all()
+    # the tail step sums the same terms in the same order with the gradient and without it
+    lse_loss_only = softmax_cross_entropy(x, t, reduction="none", aux=True)[1].lse
+    lse_with_grad = softmax_cross_entropy_with_grad(x, t, reduction="none", aux=True)[2].lse
+    np.testing.assert_array_equal(lse_loss_only, lse_with_grad)
 
 
 @pytest.mark.parametrize("opts", [dict(), dict(softcap=2.0), dict(z_loss=0.01), dict(weight=W7)])

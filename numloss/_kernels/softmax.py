@@ -113,6 +113,16 @@ def _row_max(x: AnyArray, i: IntScalar) -> Any:
 
 
 @jit_inline
+def _row_sum(a: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar, zero: FloatScalar) -> Any:
+    """``a[i, lo:hi]`` summed in ``a``'s dtype: one loop, so the same order of additions wherever it runs
+    (the tail step's sum, with the gradient and without it)."""
+    total = zero
+    for j in range(np.uint64(lo), np.uint64(hi)):
+        total += a[i, j]
+    return total
+
+
+@jit_inline
 def _clip_probability(p: FloatScalar, eps: FloatScalar, one_minus_eps: FloatScalar) -> Any:
     # Written so that a NaN passes through both comparisons unchanged.
     p = select(p < eps, eps, p)
@@ -235,7 +245,7 @@ def _smoothing_sums(x: AnyArray, i: IntScalar, weight: Float64Array, lo: IntScal
 @jit_inline
 def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntScalar, weight: Float64Array,
                      ls: float, z: float, softcap: float, eps: float, inv_denom: float, ahead: AnyArray,
-                     ahead_row: IntScalar) -> tuple[float, float]:
+                     ahead_row: IntScalar, tail: AnyArray) -> tuple[float, float]:
     """Loss of one row with class index ``y``; writes ``g`` if ``want_grad``.
 
     ``q_c = (1 - ls) w_y [c == y] + ls w_c / K [x_c > -inf]``, ``K`` the
@@ -243,6 +253,8 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
     Returns the row's loss and log-sum-exp (of the softcapped logits), float64.
     While it computes, it asks the caches for row ``ahead_row`` of ``ahead``
     (the next row's logits, read next; see :func:`_rows.prefetch_row_block`).
+    ``tail``: a ``(1, TAIL_STEP)`` scratch of the logits' dtype (the tail
+    step's terms when there is no gradient row to hold them).
     """
     C = x.shape[1]
     Cu = np.uint64(C)  # unsigned class indices: no wraparound selects, so in-place loops vectorise
@@ -273,7 +285,7 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
     m64 = np.float64(m)  # m - x can overflow float32 (logits of +-3e38)
     masked_mark = -one  # stored for a masked (-inf) class under label smoothing
     # the plain case's loops stop at the body's end and take the rest in one tail step
-    end = _body_end(C) if plain and store else C
+    end = _body_end(C) if plain else C
     # Explicit loops per case: no branch inside a loop (a conditional in the
     # loop body kept LLVM from vectorising it).
     for j0 in range(0, end, SUM_BLOCK):
@@ -315,17 +327,26 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
                 tb += e
         below += sb
         total += tb
-    if end < C:  # the tail step: the classes before ``end`` were stored already and are kept
+    if end < C:  # the tail step
         first = np.uint64(C - TAIL_STEP)
-        tb = zero
-        for k in range(np.uint64(TAIL_STEP)):
-            j = first + k
-            v = x[i, j]  # (in place, a stored term for j < end: masked below)
-            new = j >= np.uint64(end)
-            e = select(new, exp_nonpositive(v - m), zero)
-            g[i, j] = select(new, e, g[i, j])
-            tb += e
-        total += tb
+        # Its terms are stored (in the gradient row, those before ``end`` kept; or in ``tail``) and
+        # summed by _row_sum, a loop of its own: the same additions in the same order in place, out of
+        # place and without the gradient (summed in the exponentials' loop, the forms' sums differed
+        # in the last bit on AVX2, where LLVM compiled that loop differently for one array and two).
+        if store:
+            for k in range(np.uint64(TAIL_STEP)):
+                j = first + k
+                e = exp_nonpositive(x[i, j] - m)  # (in place, x[i, j] for j < end is a stored term: not kept)
+                g[i, j] = select(j >= np.uint64(end), e, g[i, j])
+            total += _row_sum(g, i, end, C, zero)
+        else:
+            for k in range(np.uint64(TAIL_STEP)):
+                tail[0, k] = exp_nonpositive(x[i, first + k] - m)
+            total += _row_sum(tail, 0, np.uint64(end) - first, TAIL_STEP, zero)
+            sb = zero
+            for j in range(np.uint64(end), Cu):
+                sb += select(x[i, j] == m, zero, tail[0, j - first])
+            below += sb
     if ls > 0.0 and use_cap:
         k_unmasked, w_unmasked, w_dist = _smoothing_sums(x, i, weight, np.uint64(0), Cu, m64, capt, True)
 
@@ -592,6 +613,7 @@ def _int_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntSca
     """
     wide_vectors()
     g = gradient_array(x, g_or_none)
+    tail = np.empty((1, TAIL_STEP), dtype=x.dtype)
     want_lse = lse_out.shape[0] != 0
     for i in range(lo, hi):
         y = target[i]
@@ -600,7 +622,7 @@ def _int_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntSca
             skip_row(g, i, want_grad, row_loss, lse_out)
         else:
             loss, lse = _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_denom * rw, ahead,
-                                             i + ahead_shift)
+                                             i + ahead_shift, tail)
             row_loss[i] = loss * rw
             if want_lse:
                 lse_out[i] = lse
