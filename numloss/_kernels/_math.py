@@ -143,29 +143,25 @@ def float32_to_bfloat16_bits(typingctx: TypingContext, value: types.Type) -> _In
     return sig, codegen
 
 
-def _prefetch(write: int) -> Callable[..., _IntrinsicTyping]:
-    def typing(typingctx: TypingContext, address: types.Type) -> _IntrinsicTyping:
-        if not isinstance(address, types.Integer):
-            return None
+@_intrinsic
+def prefetch_address(typingctx: TypingContext, address: types.Type) -> _IntrinsicTyping:
+    """Ask the caches for the line at ``address`` (an integer byte address), to read (``llvm.prefetch``;
+    x86's ``prefetcht0``).  A hint: it never faults, whatever the address."""
+    if not isinstance(address, types.Integer):
+        return None
 
-        def codegen(context: TargetContext, builder: ir.IRBuilder, signature: Signature,
-                    args: Sequence[ir.Value]) -> ir.Value:
-            i32 = ir.IntType(32)
-            pointer = builder.inttoptr(args[0], ir.PointerType(ir.IntType(8)))
-            fnty = ir.FunctionType(ir.VoidType(), [pointer.type, i32, i32, i32])
-            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-            # (address, 0 read / 1 write, 3 = keep in every cache level, 1 = data)
-            builder.call(fn, [pointer, ir.Constant(i32, write), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-            return context.get_dummy_value()
+    def codegen(context: TargetContext, builder: ir.IRBuilder, signature: Signature,
+                args: Sequence[ir.Value]) -> ir.Value:
+        i32 = ir.IntType(32)
+        pointer = builder.inttoptr(args[0], ir.PointerType(ir.IntType(8)))
+        fnty = ir.FunctionType(ir.VoidType(), [pointer.type, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        # (address, 0 = read, 3 = keep in every cache level, 1 = data)
+        builder.call(fn, [pointer, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
 
-        return types.void(address), codegen
+    return types.void(address), codegen
 
-    return typing
-
-
-#: ``prefetch_address(address)``: ask the caches for the line at ``address`` (an integer byte address), to
-#: read (``llvm.prefetch``; x86's ``prefetcht0``).  A hint: it never faults, whatever the address.
-prefetch_address = _intrinsic(_prefetch(0))
 
 @_intrinsic
 def wide_vectors(typingctx: TypingContext) -> _IntrinsicTyping:
