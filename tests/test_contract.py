@@ -102,6 +102,65 @@ def test_three_out_forms_agree_and_grad_is_out(loss, dtype, rng):
     assert same(grad_new, grad_buf) and same(grad_new, grad_in)
 
 
+#: per loss, option sets whose row code differs (stored marks, softcap's scratch terms, probability targets,
+#: clipping, a focal power other than 2)
+ADDRESS_OPTIONS = {
+    "softmax_cross_entropy": [{}, {"label_smoothing": 0.1}, {"softcap": 4.0}, {"eps": 1e-3}, {"prob": True}],
+    "sigmoid_cross_entropy": [{}, {"eps": 1e-2}, {"pos_weight": 2.0}],
+    "sigmoid_focal_loss": [{}, {"gamma": 1.5}],
+    "softmax_focal_loss": [{}],
+    "cosface_cross_entropy": [{}, {"label_smoothing": 0.1}],
+    "arcface_cross_entropy": [{}],
+}
+
+
+def _carve(buf, byte_offset, like):
+    """A C-contiguous array of ``like``'s shape and dtype at ``byte_offset`` of the uint8 ``buf``, holding ``like``."""
+    a = buf[byte_offset:byte_offset + like.nbytes].view(like.dtype).reshape(like.shape)
+    a[...] = like
+    return a
+
+
+@pytest.mark.parametrize("shape", [(3, 8), (6, 5), (2, 40), (1, 100), (4, 70)], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss", WITH_OUT, ids=_ids(WITH_OUT))
+def test_results_do_not_depend_on_where_the_arrays_are(loss, dtype, shape, rng):
+    """The same call gives the same bits wherever the allocator put its arrays.
+
+    LLVM's vectoriser guards a loop that stores to one array while reading
+    another with a check of their addresses, and runs a scalar copy of the loop
+    when the store lies less than a few vector steps after the load; a sum
+    accumulated in such a loop came out in another order, so a loss changed in
+    the last bit with the placement of ``out`` (or of a scratch row) right
+    after a small input.  Here ``out`` is put at every 4- or 8-byte gap up to
+    320 bytes after the logits (past every vector step x unroll of AVX2 and
+    AVX-512 code), and before them, and the loss and gradient must equal
+    those of a call with the arrays far apart, and the loss-only call's.
+    """
+    N, C = shape
+    for opts in ADDRESS_OPTIONS[loss.name]:
+        opts = dict(opts)
+        prob = opts.pop("prob", False)
+        (x, t), kwargs = make_inputs(loss, dtype, rng, N=N, C=C)
+        if prob:
+            t = rng.dirichlet(np.ones(C), size=N).astype(dtype)
+        far = np.array(x, copy=True), np.array(t, copy=True)
+        want_loss, want_grad = call(loss, far, {**kwargs, **opts})
+        assert same(call(loss, far, {**kwargs, **opts}, with_grad=False), want_loss), (loss.name, opts)
+        step = np.dtype(dtype).itemsize
+        buf = np.zeros(2 * x.nbytes + 2 * 320 + 64, dtype=np.uint8)
+        base = (-buf.ctypes.data) % 64  # a cache line boundary: the gaps are the same on every run
+        for gap in range(0, 320 + step, step):
+            xs = _carve(buf, base, x)
+            out = _carve(buf, base + x.nbytes + gap, np.zeros_like(x))
+            got_loss, got_grad = call(loss, (xs, t), {**kwargs, **opts}, out=out)
+            assert same(got_loss, want_loss) and same(got_grad, want_grad), (loss.name, opts, "out after x", gap)
+            out = _carve(buf, base, np.zeros_like(x))
+            xs = _carve(buf, base + x.nbytes + gap, x)
+            got_loss, got_grad = call(loss, (xs, t), {**kwargs, **opts}, out=out)
+            assert same(got_loss, want_loss) and same(got_grad, want_grad), (loss.name, opts, "x after out", gap)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("loss", LOSSES, ids=_ids(LOSSES))
 def test_fortran_order_transposed_and_read_only_inputs_give_the_same_results(loss, dtype, rng):

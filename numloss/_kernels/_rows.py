@@ -29,7 +29,9 @@ from ._math import (
     float16_bits_to_float32,
     float32_to_bfloat16_bits,
     float32_to_float16_bits,
+    maxnum,
     prefetch_address,
+    select,
 )
 
 #: one family's drivers: ``serial(x, *head, grad, *tail)`` and ``parallel`` (same
@@ -103,6 +105,57 @@ def prefetch_row_block(a: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar) 
         start = a.ctypes.data + i * a.strides[0] + lo * size
         for offset in range(0, (hi - lo) * size, CACHE_LINE):
             prefetch_address(start + offset)
+
+
+# ------------------------------------------------------------ sums of stored terms
+# A loop that stores to one array while it reads another gets a runtime
+# overlap check from LLVM's vectoriser, which compares the two addresses
+# (store address minus load address below vector width x unroll x element
+# size counts as an overlap) and runs a scalar copy of the loop when it
+# fails.  A float sum accumulated in such a loop is then added in another
+# order, so the same call gave a loss differing in the last bit depending
+# on where the allocator had put the arrays (an out= right after a small
+# input, a scratch row right after the logits).  So no row loop both stores
+# and sums: the terms are stored (into the gradient row, the element
+# losses, or a scratch row) and summed by the loops below, which store
+# nothing and compile to the same code in every form (in place, out of
+# place, loss only).
+
+
+@jit_inline
+def row_sum(a: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar, zero: Any) -> Any:
+    """``a[i, lo:hi]`` summed in ``a``'s dtype (``zero``: 0 of that dtype)."""
+    total = zero
+    for j in range(np.uint64(lo), np.uint64(hi)):
+        total += a[i, j]
+    return total
+
+
+@jit_inline
+def terms_sum(a: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar, zero: Any) -> Any:
+    """Stored exponentials ``a[i, lo:hi]`` summed in ``a``'s dtype, a negative mark (a masked class) as 0
+    and a NaN kept."""
+    total = zero
+    for j in range(np.uint64(lo), np.uint64(hi)):
+        e = a[i, j]
+        total += select(e < zero, zero, e)
+    return total
+
+
+@jit_inline
+def below_max_sum(a: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar, zero: Any) -> Any:
+    """Stored exponentials ``exp(x_c - m)`` of ``a[i, lo:hi]`` summed without the terms above 1/2.
+
+    In a confident row (sum of all terms below 1.5) the only term above 1/2
+    is the maximum's, exactly 1: this is then the sum over the classes below
+    the maximum (marks and NaN as 0; the caller uses it for such rows only).
+    """
+    half = cast_like(0.5, zero)
+    total = zero
+    for j in range(np.uint64(lo), np.uint64(hi)):
+        e = a[i, j]
+        total += select(e > half, zero, maxnum(e, zero))
+    return total
 
 
 @jit_inline

@@ -54,6 +54,7 @@ from ._rows import (
     half_tasks,
     prefetch_row_block,
     row_chunks,
+    row_sum,
     rows_of,
     sample_weight_of,
     scale_row,
@@ -83,21 +84,21 @@ def _power(q: FloatScalar, gamma: float, gamma_t: FloatScalar) -> Any:
 @jit_inline
 def _sigmoid_focal_range(x: AnyArray, t: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar, use_alpha: bool,
                          alpha_t: FloatScalar, gamma: float, gamma_t: FloatScalar, invd: FloatScalar, g: AnyArray,
-                         want_grad: bool, el: AnyArray, want_elem: bool, square: bool, hard: bool) -> Any:
-    """Sum (row's dtype) of the losses of ``x[i, lo:hi]``; writes ``g`` and ``el`` there when wanted.
+                         want_grad: bool, el: AnyArray, ei: IntScalar, square: bool, hard: bool) -> Any:
+    """Sum (row's dtype) of the losses of ``x[i, lo:hi]``; writes ``g`` there when wanted.
 
-    ``square``, ``hard`` and ``want_elem`` are literals at each call site;
-    the first two say how the focal factor ``q**gamma`` is formed: ``q * q``
-    (the common ``gamma = 2``), ``exp(gamma log q)`` with ``log q`` the
-    softplus already computed (exact for targets 0 and 1 only), or else
-    :func:`_power` (a libm ``pow`` per element: scalar code).  The
-    first two keep the loop free of libm calls.  LLVM does not vectorise a
-    loop with two conditional stores, hence ``want_elem`` as a literal.
+    The losses are stored in row ``ei`` of ``el`` (the output's row ``i``,
+    or a one-row scratch) and summed from there (see :func:`._rows.row_sum`).
+    ``square`` and ``hard`` are literals at each call site; they say how the
+    focal factor ``q**gamma`` is formed: ``q * q`` (the common ``gamma =
+    2``), ``exp(gamma log q)`` with ``log q`` the softplus already computed
+    (exact for targets 0 and 1 only), or else :func:`_power` (a libm ``pow``
+    per element: scalar code).  The first two keep the loop free of libm
+    calls.
     """
     x0 = x[i, lo]
     zero = cast_like(0.0, x0)
     one = cast_like(1.0, x0)
-    total = zero
     for j in range(np.uint64(lo), np.uint64(hi)):
         v = x[i, j]
         tj = t[i, j]
@@ -120,23 +121,21 @@ def _sigmoid_focal_range(x: AnyArray, t: AnyArray, i: IntScalar, lo: IntScalar, 
         w = alpha_t * tj + (one - alpha_t) * (one - tj) if use_alpha else one
         wq = w * qg
         lj = wq * ce
-        lj = lj if v < np.inf else v - v
-        total += lj
-        if want_elem:
-            el[i, j] = lj
+        el[ei, j] = lj if v < np.inf else v - v
         if want_grad:
             r = p * p_neg / q if q > zero else one
             # r = 0 where p = 0 (v = -inf): the limit of ce * r is 0, not inf * 0
             extra = gamma_t * ce * r * (one - tj - tj) if r != zero else zero
             gj = wq * ((p * (one - tj) - p_neg * tj) + extra) * invd
             g[i, j] = gj if v < np.inf else v - v
-    return total
+    return row_sum(el, ei, lo, hi, zero)
 
 
 @jit_inline
 def _sigmoid_focal_row(x: AnyArray, t: AnyArray, i: IntScalar, alpha: float, gamma: float, inv_denom: float,
                        g: AnyArray, want_grad: bool, el: AnyArray, want_elem: bool) -> float:
-    """Loss (float64 sum) of row ``i``; writes ``g[i]`` and ``el[i]`` when wanted.
+    """Loss (float64 sum) of row ``i``; writes ``g[i]`` when wanted, and the element losses to ``el[i]``
+    (``want_elem``) or ``el[0]`` (a scratch row).
 
     Sums run in the row's dtype over blocks of SUM_BLOCK elements (all SIMD
     lanes), the block sums in float64.
@@ -161,20 +160,18 @@ def _sigmoid_focal_row(x: AnyArray, t: AnyArray, i: IntScalar, alpha: float, gam
                            cast_like(0.0, x0))
         power = HARD if soft == cast_like(0.0, x0) else POW
     total = 0.0
+    ei = i if want_elem else 0
     for j0 in range(0, C, SUM_BLOCK):
         j1 = min(j0 + SUM_BLOCK, C)
         if power == POW:  # libm pow per element: scalar code either way
             total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad,
-                                          el, want_elem, False, False)
+                                          el, ei, False, False)
         elif power == HARD:
             total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad,
-                                          el, False, False, True)
-        elif want_elem:
-            total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad,
-                                          el, True, True, False)
+                                          el, ei, False, True)
         else:
             total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad,
-                                          el, False, True, False)
+                                          el, ei, True, False)
     return total
 
 
@@ -202,13 +199,14 @@ def _sigmoid_focal_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, 
     """Rows ``lo:hi``; ``row_weight`` holds the sample weights (empty: all 1; 0 skips a row unread)."""
     g = gradient_array(x, g_or_none)
     want_elem = elem_loss.shape[0] == x.shape[0]
+    el = elem_loss if want_elem else np.empty((1, x.shape[1]), dtype=elem_loss.dtype)
     for i in range(lo, hi):
         rw = sample_weight_of(row_weight, i)
         if rw == 0.0:
             row_loss[i] = 0.0
             skip_elements(g, elem_loss, i, i, want_grad, want_elem)
             continue
-        row_loss[i] = rw * _sigmoid_focal_row(x, target, i, alpha, gamma, inv_denom * rw, g, want_grad, elem_loss,
+        row_loss[i] = rw * _sigmoid_focal_row(x, target, i, alpha, gamma, inv_denom * rw, g, want_grad, el,
                                               want_elem)
         if want_elem and rw != 1.0:
             scale_row(elem_loss, i, rw)
@@ -251,9 +249,10 @@ def sigmoid_focal_inplace_parallel(x: AnyArray, target: AnyArray, alpha: float, 
 
 @jit_inline
 def _softmax_focal_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntScalar, w_y: float, gamma: float,
-                       inv_denom: float, ahead: AnyArray, ahead_row: IntScalar) -> tuple[float, float]:
+                       inv_denom: float, ahead: AnyArray, ahead_row: IntScalar, terms: AnyArray) -> tuple[float, float]:
     """``(loss, log-sum-exp)`` (float64) of row ``i`` with class index ``y``; writes ``g[i]`` if ``want_grad``;
-    prefetches row ``ahead_row`` of ``ahead`` (see :func:`.softmax._softmax_row_int`)."""
+    prefetches row ``ahead_row`` of ``ahead``; ``terms`` a ``(1, SUM_BLOCK)`` scratch (see
+    :func:`.softmax._softmax_row_int`)."""
     C = x.shape[1]
     x0 = x[i, 0]
     zero = cast_like(0.0, x0)
@@ -267,11 +266,12 @@ def _softmax_focal_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, 
     total = 0.0
     for j0 in range(0, C, SUM_BLOCK):
         prefetch_row_block(ahead, ahead_row, j0, min(j0 + SUM_BLOCK, C))
-        sb, tb = _exp_sum_block(x, g, i, np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C)), m, want_grad, zero)
+        sb, tb = _exp_sum_block(x, g, i, np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C)), m, want_grad, zero,
+                                terms)
         below += sb
         total += tb
     if want_grad:  # the stored terms are exp(x - m)
-        below = _stored_below_max(g, i, C) if total < 1.5 else 0.0
+        below = _stored_below_max(g, i, C, C) if total < 1.5 else 0.0
     s, _, log_s = _sum_and_log(below, total, m)  # log s to full relative precision on a confident row
     nll = (m - x_y) + log_s
     u = -math.expm1(-nll)  # 1 - p_y, accurate when p_y is close to 1
@@ -296,6 +296,7 @@ def _softmax_focal_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, 
                         row_loss: Float64Array, lse_out: Float64Array) -> None:
     wide_vectors()
     g = gradient_array(x, g_or_none)
+    terms = np.empty((1, SUM_BLOCK), dtype=x.dtype)
     want_lse = lse_out.shape[0] != 0
     for i in range(lo, hi):
         y = target[i]
@@ -304,7 +305,7 @@ def _softmax_focal_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, 
             skip_row(g, i, want_grad, row_loss, lse_out)
         else:
             loss, lse = _softmax_focal_row(x, g, i, want_grad, y, weight[y], gamma, inv_denom * rw, ahead,
-                                           i + ahead_shift)
+                                           i + ahead_shift, terms)
             row_loss[i] = loss * rw
             if want_lse:
                 lse_out[i] = lse

@@ -34,6 +34,7 @@ may be ``x``, or ``(0, C)`` when not wanted); ``target`` ``(N,)`` int64;
 """
 
 import math
+from typing import Any
 
 import numpy as np
 from numba import prange
@@ -57,6 +58,7 @@ from ._rows import (
     sample_weight_of,
     scratch_rows,
     skip_row,
+    terms_sum,
 )
 
 #: classes per float32/float64 partial sum of exponentials (then summed in float64)
@@ -91,29 +93,35 @@ def _target_phi(c: float, kind: int, margin: float, cos_m: float, sin_m: float, 
 
 @jit_inline
 def _sum_exp_scaled(x: AnyArray, g: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar, st: FloatScalar,
-                    m: FloatScalar, store: bool, masked_mark: FloatScalar) -> FloatScalar:
-    """``sum_{lo <= j < hi} exp(st x[i, j] - m)`` in the row's dtype; stores the terms in ``g[i]`` if
-    ``store``, with ``masked_mark`` (negative, or 0) in place of a masked (``-inf``) class."""
-    sb = cast_like(0.0, st)
+                    m: FloatScalar, store: bool, masked_mark: FloatScalar, terms: AnyArray) -> Any:
+    """``sum_{lo <= j < hi} exp(st x[i, j] - m)`` in the row's dtype (``hi - lo <= SUM_BLOCK``, or no classes
+    when ``hi <= lo``).
+
+    The terms are stored in ``g[i]`` if ``store``, with ``masked_mark``
+    (negative, or 0) in place of a masked (``-inf``) class, else in the
+    scratch row ``terms[0]``, and summed by :func:`._rows.terms_sum` (no loop
+    stores and sums: see there).
+    """
+    zero = cast_like(0.0, st)
     if store:
         for j in range(np.uint64(lo), np.uint64(hi)):
             v = x[i, j]
-            e = exp(v * st - m)
-            g[i, j] = select(v == -np.inf, masked_mark, e)
-            sb += e
-    else:
-        for j in range(np.uint64(lo), np.uint64(hi)):
-            sb += exp(x[i, j] * st - m)
-    return sb
+            g[i, j] = select(v == -np.inf, masked_mark, exp(v * st - m))
+        return terms_sum(g, i, lo, hi, zero)
+    n = np.uint64(max(hi - lo, 0))
+    for k in range(n):
+        terms[0, k] = exp(x[i, lo + k] * st - m)
+    return terms_sum(terms, 0, 0, n, zero)
 
 
 @jit_inline
 def _margin_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntScalar, weight: Float64Array, ls: float,
                 scale: float, kind: int, margin: float, cos_m: float, sin_m: float, th: float, mm: float,
-                sin_floor: float, inv_denom: float, ahead: AnyArray, ahead_row: IntScalar) -> tuple[float, float]:
+                sin_floor: float, inv_denom: float, ahead: AnyArray, ahead_row: IntScalar,
+                terms: AnyArray) -> tuple[float, float]:
     """``(loss, log-sum-exp of the margin logits)`` (float64) of row ``i`` with class index ``y``; writes
     ``g[i]`` if ``want_grad``; prefetches row ``ahead_row`` of ``ahead`` (see
-    :func:`.softmax._softmax_row_int`)."""
+    :func:`.softmax._softmax_row_int`); ``terms`` a ``(1, SUM_BLOCK)`` scratch."""
     C = x.shape[1]
     x0 = x[i, 0]
     zero = cast_like(0.0, x0)
@@ -168,8 +176,8 @@ def _margin_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntS
     for j0 in range(0, C, SUM_BLOCK):
         j1 = min(j0 + SUM_BLOCK, C)
         prefetch_row_block(ahead, ahead_row, j0, j1)
-        s += _sum_exp_scaled(x, g, i, j0, min(j1, y), st, m, store, masked_mark) + _sum_exp_scaled(
-            x, g, i, max(j0, y + 1), j1, st, m, store, masked_mark)
+        s += _sum_exp_scaled(x, g, i, j0, min(j1, y), st, m, store, masked_mark, terms) + _sum_exp_scaled(
+            x, g, i, max(j0, y + 1), j1, st, m, store, masked_mark, terms)
     # log(exp(zy - m) + s) as log1p(expm1(zy - m) + s): when the target is the maximum
     # (zy - m is 0, or the rounding of zy to the row's dtype) the small part s stays exact
     s_minus_1 = math.expm1(zy - m64) + s
@@ -217,6 +225,7 @@ def _margin_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: Int
     """Rows ``lo:hi``; the gradient goes to ``g_or_none``, or to ``x`` in place when it is ``None`` (``ahead``
     and ``ahead_shift`` as for :func:`.softmax._int_rows`)."""
     g = gradient_array(x, g_or_none)
+    terms = np.empty((1, SUM_BLOCK), dtype=x.dtype)
     want_lse = lse_out.shape[0] != 0
     for i in range(lo, hi):
         y = target[i]
@@ -225,7 +234,7 @@ def _margin_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: Int
             skip_row(g, i, want_grad, row_loss, lse_out)
         else:
             loss, lse = _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, sin_m, th,
-                                    mm, sin_floor, inv_denom * rw, ahead, i + ahead_shift)
+                                    mm, sin_floor, inv_denom * rw, ahead, i + ahead_shift, terms)
             row_loss[i] = loss * rw
             if want_lse:
                 lse_out[i] = lse

@@ -40,6 +40,7 @@ from ._rows import (
     half_sub_rows,
     half_tasks,
     row_chunks,
+    row_sum,
     rows_of,
     sample_weight_of,
     scale_row,
@@ -126,26 +127,23 @@ def _sigmoid_ce_row_blocks(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bo
     # with and one without the gradient: a store under a condition inside the
     # loop keeps LLVM from vectorising it (measured: 6x slower).  The element
     # losses are always stored, to row ``ei`` of ``el``: the output row for
-    # reduction="none", else a one-row scratch (two loops instead of four:
-    # about half the row function's compile time, for one store per element
-    # into L1).
+    # reduction="none", else a one-row scratch, and summed from there by a
+    # loop of their own (a sum in the storing loop depended on where the arrays
+    # were: see _rows.row_sum).
     for j0 in range(0, C, SUM_BLOCK):
-        block_total = zero
         lo, hi = np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))
         if want_grad:
             for j in range(lo, hi):
                 lj, gj = _sigmoid_ce_element(x[i, j], cast_like(target[i, j], x0), weight[wi, j], pos_weight[pi, j],
                                              zero, one, invd, epst, hi_p, log_lo, log_hi, plain)
-                block_total += lj
                 el[ei, j] = lj
                 g[i, j] = gj
         else:
             for j in range(lo, hi):
                 lj, gj = _sigmoid_ce_element(x[i, j], cast_like(target[i, j], x0), weight[wi, j], pos_weight[pi, j],
                                              zero, one, invd, epst, hi_p, log_lo, log_hi, plain)
-                block_total += lj
                 el[ei, j] = lj
-        total += block_total
+        total += row_sum(el, ei, lo, hi, zero)
     return total
 
 

@@ -46,6 +46,7 @@ from ._math import cast_like, exp_nonpositive, log1p_0_to_127, maxnum, select, t
 from ._rows import (
     HalfKernels,
     KernelSet,
+    below_max_sum,
     chunk_bounds,
     float32_rows_to_half,
     gradient_array,
@@ -59,6 +60,7 @@ from ._rows import (
     scratch_rows,
     skip_row,
     target_rows,
+    terms_sum,
 )
 
 # int64 operands of ``select`` (two integer literals would have two literal types)
@@ -113,16 +115,6 @@ def _row_max(x: AnyArray, i: IntScalar) -> Any:
 
 
 @jit_inline
-def _row_sum(a: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar, zero: FloatScalar) -> Any:
-    """``a[i, lo:hi]`` summed in ``a``'s dtype: one loop, so the same order of additions wherever it runs
-    (the tail step's sum, with the gradient and without it)."""
-    total = zero
-    for j in range(np.uint64(lo), np.uint64(hi)):
-        total += a[i, j]
-    return total
-
-
-@jit_inline
 def _clip_probability(p: FloatScalar, eps: FloatScalar, one_minus_eps: FloatScalar) -> Any:
     # Written so that a NaN passes through both comparisons unchanged.
     p = select(p < eps, eps, p)
@@ -137,60 +129,57 @@ def _add_unless_zero(a: FloatScalar, b: FloatScalar) -> Any:
 
 @jit_inline
 def _exp_sum_block(x: AnyArray, g: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar, m: FloatScalar, store: bool,
-                   masked_mark: FloatScalar) -> tuple[FloatScalar, FloatScalar]:
+                   masked_mark: FloatScalar, terms: AnyArray) -> tuple[FloatScalar, FloatScalar]:
     """``(below, total)``: sums of ``exp(x[i, c] - m)`` over classes ``lo:hi``
-    in the row's dtype, ``total`` over all of them and ``below`` over those
-    under the maximum ``m`` (see :func:`_sum_and_log`).
+    (at most SUM_BLOCK) in the row's dtype, ``total`` over all of them and
+    ``below`` over those under the maximum ``m`` (see :func:`_sum_and_log`).
 
-    With ``store`` each term is also written to ``g[i, c]``, and
-    ``masked_mark`` (a negative number) in place of a masked (``-inf``)
-    class, so a later pass can tell it from an unmasked class whose
-    exponential underflowed to 0; ``below`` is then not summed here (it is
-    returned as ``total``): the caller takes ``s - 1`` from the stored terms
-    with :func:`_stored_below_max` when the row needs it.  The loop reads a
-    block before it writes it: ``g`` may be ``x``.
+    With ``store`` each term is written to ``g[i, c]``, and ``masked_mark``
+    (a negative number, or 0) in place of a masked (``-inf``) class, so a
+    later pass can tell it from an unmasked class whose exponential
+    underflowed to 0; ``below`` is then not summed here (it is returned as
+    ``total``): the caller takes ``s - 1`` from the stored terms with
+    :func:`_stored_below_max` when the row needs it.  Without ``store`` the
+    terms go to the scratch row ``terms[0]``.  Either way they are summed by
+    the loops of :mod:`._rows` (no loop here stores and sums), so the sums
+    are the same bits in every form and wherever the arrays are.  The loop
+    reads a block before it writes it: ``g`` may be ``x``.
     """
     zero = cast_like(0.0, masked_mark)
-    below = zero
-    total = zero
     if store:
         for j in range(lo, hi):
             v = x[i, j]
-            e = exp_nonpositive(v - m)
-            total += e
-            g[i, j] = select(v == -np.inf, masked_mark, e)
-        below = total
-    else:
-        for j in range(lo, hi):
-            v = x[i, j]
-            e = exp_nonpositive(v - m)
-            below += select(v == m, zero, e)
-            total += e
-    return below, total
+            g[i, j] = select(v == -np.inf, masked_mark, exp_nonpositive(v - m))
+        total = terms_sum(g, i, lo, hi, zero)
+        return total, total
+    n = np.uint64(hi) - np.uint64(lo)
+    for k in range(n):
+        terms[0, k] = exp_nonpositive(x[i, lo + k] - m)
+    return below_max_sum(terms, 0, 0, n, zero), terms_sum(terms, 0, 0, n, zero)
 
 
 @jit
-def _stored_below_max(g: AnyArray, i: IntScalar, C: int) -> float:
+def _stored_below_max(g: AnyArray, i: IntScalar, end: int, C: int) -> float:
     """``s - 1`` of a confident row ``i`` (``s < 1.5``) from its stored terms ``exp(x_c - m)`` in ``g[i]``.
 
     The one term above 1/2 is the maximum's 1; the others are summed
     without it, so the small part of ``s`` keeps its relative precision (in
-    the fused loop's sum it was rounded against the 1).  Stored masks
+    the sum of all terms it was rounded against the 1).  Stored masks
     (negative marks) count as 0.  Reading the stored row again (in cache)
     costs only the confident rows, where a select in the fused loops would
-    cost every row (measured +15 % at 4096 x 1000 float32).
+    cost every row (measured +15 % at 4096 x 1000 float32).  The classes are
+    summed in the blocks the exponentials' loops ran in (SUM_BLOCK classes up
+    to ``end``, then ``end:C``, the tail step), each by
+    :func:`._rows.below_max_sum`, as the loss-only form sums its scratch
+    rows: the two forms agree bit for bit.
     """
     wide_vectors()
-    like = g[i, 0]
-    zero = cast_like(0.0, like)
-    half = cast_like(0.5, like)
+    zero = cast_like(0.0, g[i, 0])
     below = 0.0
-    for j0 in range(0, C, SUM_BLOCK):
-        sb = zero
-        for j in range(np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))):
-            e = g[i, j]
-            sb += select(e > half, zero, maxnum(e, zero))
-        below += sb
+    for j0 in range(0, end, SUM_BLOCK):
+        below += below_max_sum(g, i, j0, min(j0 + SUM_BLOCK, end), zero)
+    if end < C:
+        below += below_max_sum(g, i, end, C, zero)
     return below
 
 
@@ -245,7 +234,7 @@ def _smoothing_sums(x: AnyArray, i: IntScalar, weight: Float64Array, lo: IntScal
 @jit_inline
 def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntScalar, weight: Float64Array,
                      ls: float, z: float, softcap: float, eps: float, inv_denom: float, ahead: AnyArray,
-                     ahead_row: IntScalar, tail: AnyArray) -> tuple[float, float]:
+                     ahead_row: IntScalar, terms: AnyArray) -> tuple[float, float]:
     """Loss of one row with class index ``y``; writes ``g`` if ``want_grad``.
 
     ``q_c = (1 - ls) w_y [c == y] + ls w_c / K [x_c > -inf]``, ``K`` the
@@ -253,8 +242,8 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
     Returns the row's loss and log-sum-exp (of the softcapped logits), float64.
     While it computes, it asks the caches for row ``ahead_row`` of ``ahead``
     (the next row's logits, read next; see :func:`_rows.prefetch_row_block`).
-    ``tail``: a ``(1, TAIL_STEP)`` scratch of the logits' dtype (the tail
-    step's terms when there is no gradient row to hold them).
+    ``terms``: a ``(1, SUM_BLOCK)`` scratch of the logits' dtype (a block's
+    exponentials when there is no gradient row to hold them, to be summed).
     """
     C = x.shape[1]
     Cu = np.uint64(C)  # unsigned class indices: no wraparound selects, so in-place loops vectorise
@@ -295,10 +284,8 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
         prefetch_row_block(ahead, ahead_row, j0, min(j0 + SUM_BLOCK, end))
         if plain and store:
             for j in range(lo, hi):
-                v = x[i, j]
-                e = exp_nonpositive(v - m)
-                g[i, j] = e
-                tb += e
+                g[i, j] = exp_nonpositive(x[i, j] - m)
+            tb = terms_sum(g, i, lo, hi, zero)
         elif not use_cap:
             if ls > 0.0:
                 # label smoothing's float64 sums, read before this block is
@@ -307,51 +294,45 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
                 k_unmasked += dk
                 w_unmasked += dw
                 w_dist += dd
-            sb, tb = _exp_sum_block(x, g, i, lo, hi, m, store, masked_mark)
-        elif ls == 0.0 and store:
-            # softcap: x' = cap tanh(x / cap), dx'/dx = 1 - tanh**2
-            for j in range(lo, hi):
-                v = x[i, j]
-                th, d = tanh_and_sech2(v / capt)
-                c = select(v > -np.inf, capt * th, v)
-                c = select(v < np.inf, c, v - v)
-                e = exp_nonpositive(c - m)
-                sb += select(c == m, zero, e)
-                tb += e
-                g[i, j] = e * d
+            sb, tb = _exp_sum_block(x, g, i, lo, hi, m, store, masked_mark, terms)
         else:
-            for j in range(lo, hi):
-                c = _capped(x[i, j], capt)
-                e = exp_nonpositive(c - m)
-                sb += select(c == m, zero, e)
-                tb += e
+            # softcap: x' = cap tanh(x / cap); the terms exp(x' - m) go to the scratch row
+            if ls == 0.0 and store:  # and exp(x' - m) dx'/dx, dx'/dx = 1 - tanh**2, to the gradient row
+                for j in range(lo, hi):
+                    v = x[i, j]
+                    th, d = tanh_and_sech2(v / capt)
+                    c = select(v > -np.inf, capt * th, v)
+                    c = select(v < np.inf, c, v - v)
+                    e = exp_nonpositive(c - m)
+                    terms[0, j - lo] = e
+                    g[i, j] = e * d
+            else:
+                for j in range(lo, hi):
+                    terms[0, j - lo] = exp_nonpositive(_capped(x[i, j], capt) - m)
+            sb = below_max_sum(terms, 0, 0, hi - lo, zero)
+            tb = terms_sum(terms, 0, 0, hi - lo, zero)
         below += sb
         total += tb
     if end < C:  # the tail step
         first = np.uint64(C - TAIL_STEP)
-        # Its terms are stored (in the gradient row, those before ``end`` kept; or in ``tail``) and
-        # summed by _row_sum, a loop of its own: the same additions in the same order in place, out of
-        # place and without the gradient (summed in the exponentials' loop, the forms' sums differed
-        # in the last bit on AVX2, where LLVM compiled that loop differently for one array and two).
+        # Its terms are stored (in the gradient row, those before ``end`` kept; or in ``terms``) and
+        # summed as a block of their own, as every block is (see _rows.terms_sum).
         if store:
             for k in range(np.uint64(TAIL_STEP)):
                 j = first + k
                 e = exp_nonpositive(x[i, j] - m)  # (in place, x[i, j] for j < end is a stored term: not kept)
                 g[i, j] = select(j >= np.uint64(end), e, g[i, j])
-            total += _row_sum(g, i, end, C, zero)
+            total += terms_sum(g, i, end, C, zero)
         else:
             for k in range(np.uint64(TAIL_STEP)):
-                tail[0, k] = exp_nonpositive(x[i, first + k] - m)
-            total += _row_sum(tail, 0, np.uint64(end) - first, TAIL_STEP, zero)
-            sb = zero
-            for j in range(np.uint64(end), Cu):
-                sb += select(x[i, j] == m, zero, tail[0, j - first])
-            below += sb
+                terms[0, k] = exp_nonpositive(x[i, first + k] - m)
+            total += terms_sum(terms, 0, np.uint64(end) - first, TAIL_STEP, zero)
+            below += below_max_sum(terms, 0, np.uint64(end) - first, TAIL_STEP, zero)
     if ls > 0.0 and use_cap:
         k_unmasked, w_unmasked, w_dist = _smoothing_sums(x, i, weight, np.uint64(0), Cu, m64, capt, True)
 
     if store and not use_cap:  # the stored terms are exp(x - m)
-        below = _stored_below_max(g, i, C) if total < 1.5 else 0.0
+        below = _stored_below_max(g, i, end, C) if total < 1.5 else 0.0
     s, s_minus_1, log_s = _sum_and_log(below, total, m)
     lse = m + log_s
     if use_cap:
@@ -429,13 +410,13 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
 @jit_inline
 def _softmax_row_prob(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, t: AnyArray, weight: Float64Array,
                       ls: float, z: float, softcap: float, eps: float, inv_denom: float, ahead: AnyArray,
-                      ahead_row: IntScalar) -> tuple[float, float]:
+                      ahead_row: IntScalar, terms: AnyArray) -> tuple[float, float]:
     """Loss of one row with a target distribution ``t[i]``.
 
     ``q_c = w_c ((1 - ls) t_c + ls / K [x_c > -inf])``.  Returns the row's
     loss and log-sum-exp (of the softcapped logits), float64.  Prefetches
     row ``ahead_row`` of ``ahead`` and the next target row as
-    :func:`_softmax_row_int` does.
+    :func:`_softmax_row_int` does; ``terms`` as there.
     """
     C = x.shape[1]
     Cu = np.uint64(C)  # unsigned class indices: no wraparound selects, so in-place loops vectorise
@@ -490,11 +471,11 @@ def _softmax_row_prob(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, t
                 q *= weight[j]
                 q_total += q
                 q_dist += select(q != 0.0, q * (m64 - v), 0.0)
-            sb, tb = _exp_sum_block(x, g, i, lo, hi, m, store, masked_mark)
+            sb, tb = _exp_sum_block(x, g, i, lo, hi, m, store, masked_mark, terms)
             below += sb
             total += tb
         if store:
-            below = _stored_below_max(g, i, C) if total < 1.5 else 0.0
+            below = _stored_below_max(g, i, C, C) if total < 1.5 else 0.0
 
     s, s_minus_1, log_s = _sum_and_log(below, total, m)
     lse = m + log_s
@@ -613,7 +594,7 @@ def _int_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntSca
     """
     wide_vectors()
     g = gradient_array(x, g_or_none)
-    tail = np.empty((1, TAIL_STEP), dtype=x.dtype)
+    terms = np.empty((1, SUM_BLOCK), dtype=x.dtype)
     want_lse = lse_out.shape[0] != 0
     for i in range(lo, hi):
         y = target[i]
@@ -622,7 +603,7 @@ def _int_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntSca
             skip_row(g, i, want_grad, row_loss, lse_out)
         else:
             loss, lse = _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_denom * rw, ahead,
-                                             i + ahead_shift, tail)
+                                             i + ahead_shift, terms)
             row_loss[i] = loss * rw
             if want_lse:
                 lse_out[i] = lse
@@ -677,6 +658,7 @@ def _prob_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntSc
     (``ahead`` and ``ahead_shift`` as for :func:`_int_rows`)."""
     wide_vectors()
     g = gradient_array(x, g_or_none)
+    terms = np.empty((1, SUM_BLOCK), dtype=x.dtype)
     want_lse = lse_out.shape[0] != 0
     for i in range(lo, hi):
         rw = sample_weight_of(row_weight, i)
@@ -684,7 +666,7 @@ def _prob_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntSc
             skip_row(g, i, want_grad, row_loss, lse_out)
         else:
             loss, lse = _softmax_row_prob(x, g, i, want_grad, target, weight, ls, z, softcap, eps, inv_denom * rw,
-                                          ahead, i + ahead_shift)
+                                          ahead, i + ahead_shift, terms)
             row_loss[i] = loss * rw
             if want_lse:
                 lse_out[i] = lse
