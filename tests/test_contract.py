@@ -121,7 +121,7 @@ def _carve(buf, byte_offset, like):
     return a
 
 
-@pytest.mark.parametrize("shape", [(3, 8), (6, 5), (2, 40), (1, 100), (4, 70)], ids=str)
+@pytest.mark.parametrize("shape", [(3, 8), (6, 5), (2, 40), (1, 100), (4, 70), (2, 300)], ids=str)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("loss", WITH_OUT, ids=_ids(WITH_OUT))
 def test_results_do_not_depend_on_where_the_arrays_are(loss, dtype, shape, rng):
@@ -136,6 +136,8 @@ def test_results_do_not_depend_on_where_the_arrays_are(loss, dtype, shape, rng):
     320 bytes after the logits (past every vector step x unroll of AVX2 and
     AVX-512 code), and before them, and the loss and gradient must equal
     those of a call with the arrays far apart, and the loss-only call's.
+    Short rows (stored terms summed apart) and one long row shape (sums in
+    the storing loops: ``_rows.FUSED_ROW_BYTES``).
     """
     N, C = shape
     for opts in ADDRESS_OPTIONS[loss.name]:

@@ -110,16 +110,30 @@ def prefetch_row_block(a: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar) 
 # ------------------------------------------------------------ sums of stored terms
 # A loop that stores to one array while it reads another gets a runtime
 # overlap check from LLVM's vectoriser, which compares the two addresses
-# (store address minus load address below vector width x unroll x element
-# size counts as an overlap) and runs a scalar copy of the loop when it
-# fails.  A float sum accumulated in such a loop is then added in another
-# order, so the same call gave a loss differing in the last bit depending
-# on where the allocator had put the arrays (an out= right after a small
-# input, a scratch row right after the logits).  So no row loop both stores
-# and sums: the terms are stored (into the gradient row, the element
-# losses, or a scratch row) and summed by the loops below, which store
-# nothing and compile to the same code in every form (in place, out of
-# place, loss only).
+# (a store starting less than vector width x unroll x element size after a
+# load counts as an overlap: at most 64 x 4 = 256 bytes on x86) and runs a
+# scalar copy of the loop when it fails.  A float sum accumulated in such a
+# loop is then added in another order, so the same call gave a loss
+# differing in the last bit depending on where the allocator had put the
+# arrays (an out= right after a small input, a scratch row right after the
+# logits).  Every store of the row loops goes to the same row and class of
+# an array that overlaps no input (or to a scratch row indexed by class),
+# so the distance the check sees is at least a row's length: from
+# FUSED_ROW_BYTES on the check cannot fail, and the loops sum as they
+# store (a second pass over the stored terms cost 10-13 % at 4096 x 1000
+# float32).  Shorter rows store the terms (into the gradient row, the
+# element losses, or a scratch row) and sum them with the loops below,
+# which store nothing and compile to the same code in every form (in place,
+# out of place, loss only).
+
+#: rows of at least this many bytes sum inside their storing loops (4x the largest vector step x unroll)
+FUSED_ROW_BYTES = 1024
+
+
+@jit_inline
+def fused_sums(a: AnyArray) -> bool:
+    """Whether the rows of ``a`` are long enough to sum inside their storing loops (see above)."""
+    return bool(a.shape[1] * a.itemsize >= FUSED_ROW_BYTES)
 
 
 @jit_inline

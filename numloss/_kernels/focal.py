@@ -48,6 +48,7 @@ from ._rows import (
     KernelSet,
     chunk_bounds,
     float32_rows_to_half,
+    fused_sums,
     gradient_array,
     half_rows_to_float32,
     half_sub_rows,
@@ -84,11 +85,12 @@ def _power(q: FloatScalar, gamma: float, gamma_t: FloatScalar) -> Any:
 @jit_inline
 def _sigmoid_focal_range(x: AnyArray, t: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar, use_alpha: bool,
                          alpha_t: FloatScalar, gamma: float, gamma_t: FloatScalar, invd: FloatScalar, g: AnyArray,
-                         want_grad: bool, el: AnyArray, ei: IntScalar, square: bool, hard: bool) -> Any:
+                         want_grad: bool, el: AnyArray, ei: IntScalar, fused: bool, square: bool, hard: bool) -> Any:
     """Sum (row's dtype) of the losses of ``x[i, lo:hi]``; writes ``g`` there when wanted.
 
     The losses are stored in row ``ei`` of ``el`` (the output's row ``i``,
-    or a one-row scratch) and summed from there (see :func:`._rows.row_sum`).
+    or a one-row scratch) and summed in the loop, or unless ``fused`` from
+    where they are stored (see :func:`._rows.fused_sums`).
     ``square`` and ``hard`` are literals at each call site; they say how the
     focal factor ``q**gamma`` is formed: ``q * q`` (the common ``gamma =
     2``), ``exp(gamma log q)`` with ``log q`` the softplus already computed
@@ -99,6 +101,7 @@ def _sigmoid_focal_range(x: AnyArray, t: AnyArray, i: IntScalar, lo: IntScalar, 
     x0 = x[i, lo]
     zero = cast_like(0.0, x0)
     one = cast_like(1.0, x0)
+    total = zero
     for j in range(np.uint64(lo), np.uint64(hi)):
         v = x[i, j]
         tj = t[i, j]
@@ -121,14 +124,16 @@ def _sigmoid_focal_range(x: AnyArray, t: AnyArray, i: IntScalar, lo: IntScalar, 
         w = alpha_t * tj + (one - alpha_t) * (one - tj) if use_alpha else one
         wq = w * qg
         lj = wq * ce
-        el[ei, j] = lj if v < np.inf else v - v
+        lj = lj if v < np.inf else v - v
+        total += lj
+        el[ei, j] = lj
         if want_grad:
             r = p * p_neg / q if q > zero else one
             # r = 0 where p = 0 (v = -inf): the limit of ce * r is 0, not inf * 0
             extra = gamma_t * ce * r * (one - tj - tj) if r != zero else zero
             gj = wq * ((p * (one - tj) - p_neg * tj) + extra) * invd
             g[i, j] = gj if v < np.inf else v - v
-    return row_sum(el, ei, lo, hi, zero)
+    return total if fused else row_sum(el, ei, lo, hi, zero)
 
 
 @jit_inline
@@ -161,17 +166,18 @@ def _sigmoid_focal_row(x: AnyArray, t: AnyArray, i: IntScalar, alpha: float, gam
         power = HARD if soft == cast_like(0.0, x0) else POW
     total = 0.0
     ei = i if want_elem else 0
+    fused = fused_sums(x)
     for j0 in range(0, C, SUM_BLOCK):
         j1 = min(j0 + SUM_BLOCK, C)
         if power == POW:  # libm pow per element: scalar code either way
             total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad,
-                                          el, ei, False, False)
+                                          el, ei, fused, False, False)
         elif power == HARD:
             total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad,
-                                          el, ei, False, True)
+                                          el, ei, fused, False, True)
         else:
             total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad,
-                                          el, ei, True, False)
+                                          el, ei, fused, True, False)
     return total
 
 
@@ -267,7 +273,7 @@ def _softmax_focal_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, 
     for j0 in range(0, C, SUM_BLOCK):
         prefetch_row_block(ahead, ahead_row, j0, min(j0 + SUM_BLOCK, C))
         sb, tb = _exp_sum_block(x, g, i, np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C)), m, want_grad, zero,
-                                terms)
+                                fused_sums(x), terms)
         below += sb
         total += tb
     if want_grad:  # the stored terms are exp(x - m)

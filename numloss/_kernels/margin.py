@@ -48,6 +48,7 @@ from ._rows import (
     KernelSet,
     chunk_bounds,
     float32_rows_to_half,
+    fused_sums,
     gradient_array,
     half_rows_to_float32,
     half_sub_rows,
@@ -93,21 +94,32 @@ def _target_phi(c: float, kind: int, margin: float, cos_m: float, sin_m: float, 
 
 @jit_inline
 def _sum_exp_scaled(x: AnyArray, g: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar, st: FloatScalar,
-                    m: FloatScalar, store: bool, masked_mark: FloatScalar, terms: AnyArray) -> Any:
+                    m: FloatScalar, store: bool, masked_mark: FloatScalar, fused: bool, terms: AnyArray) -> Any:
     """``sum_{lo <= j < hi} exp(st x[i, j] - m)`` in the row's dtype (``hi - lo <= SUM_BLOCK``, or no classes
     when ``hi <= lo``).
 
-    The terms are stored in ``g[i]`` if ``store``, with ``masked_mark``
-    (negative, or 0) in place of a masked (``-inf``) class, else in the
-    scratch row ``terms[0]``, and summed by :func:`._rows.terms_sum` (no loop
-    stores and sums: see there).
+    With ``store`` the terms are written to ``g[i]``, with ``masked_mark``
+    (negative, or 0) in place of a masked (``-inf``) class.  Unless ``fused``
+    (:func:`._rows.fused_sums`), the sum taken in the storing loop is
+    replaced by the sum of the stored terms (:func:`._rows.terms_sum`), and
+    without ``store`` the terms go to the scratch row ``terms[0]`` to be
+    summed the same way.
     """
     zero = cast_like(0.0, st)
+    sb = zero
     if store:
         for j in range(np.uint64(lo), np.uint64(hi)):
             v = x[i, j]
-            g[i, j] = select(v == -np.inf, masked_mark, exp(v * st - m))
-        return terms_sum(g, i, lo, hi, zero)
+            e = exp(v * st - m)
+            g[i, j] = select(v == -np.inf, masked_mark, e)
+            sb += e
+        if not fused:
+            sb = terms_sum(g, i, lo, hi, zero)
+        return sb
+    if fused:
+        for j in range(np.uint64(lo), np.uint64(hi)):
+            sb += exp(x[i, j] * st - m)
+        return sb
     n = np.uint64(max(hi - lo, 0))
     for k in range(n):
         terms[0, k] = exp(x[i, lo + k] * st - m)
@@ -173,11 +185,12 @@ def _margin_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntS
             w_unmasked += w_y
             w_dist += w_y * (m64 - zy)
     s = 0.0  # the classes other than y; the target's term exp(zy - m) is added below
+    fused = fused_sums(x)
     for j0 in range(0, C, SUM_BLOCK):
         j1 = min(j0 + SUM_BLOCK, C)
         prefetch_row_block(ahead, ahead_row, j0, j1)
-        s += _sum_exp_scaled(x, g, i, j0, min(j1, y), st, m, store, masked_mark, terms) + _sum_exp_scaled(
-            x, g, i, max(j0, y + 1), j1, st, m, store, masked_mark, terms)
+        s += _sum_exp_scaled(x, g, i, j0, min(j1, y), st, m, store, masked_mark, fused, terms) + _sum_exp_scaled(
+            x, g, i, max(j0, y + 1), j1, st, m, store, masked_mark, fused, terms)
     # log(exp(zy - m) + s) as log1p(expm1(zy - m) + s): when the target is the maximum
     # (zy - m is 0, or the rounding of zy to the row's dtype) the small part s stays exact
     s_minus_1 = math.expm1(zy - m64) + s

@@ -49,6 +49,7 @@ from ._rows import (
     below_max_sum,
     chunk_bounds,
     float32_rows_to_half,
+    fused_sums,
     gradient_array,
     half_rows_to_float32,
     half_sub_rows,
@@ -129,29 +130,44 @@ def _add_unless_zero(a: FloatScalar, b: FloatScalar) -> Any:
 
 @jit_inline
 def _exp_sum_block(x: AnyArray, g: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar, m: FloatScalar, store: bool,
-                   masked_mark: FloatScalar, terms: AnyArray) -> tuple[FloatScalar, FloatScalar]:
+                   masked_mark: FloatScalar, fused: bool, terms: AnyArray) -> tuple[FloatScalar, FloatScalar]:
     """``(below, total)``: sums of ``exp(x[i, c] - m)`` over classes ``lo:hi``
     (at most SUM_BLOCK) in the row's dtype, ``total`` over all of them and
     ``below`` over those under the maximum ``m`` (see :func:`_sum_and_log`).
 
-    With ``store`` each term is written to ``g[i, c]``, and ``masked_mark``
-    (a negative number, or 0) in place of a masked (``-inf``) class, so a
-    later pass can tell it from an unmasked class whose exponential
-    underflowed to 0; ``below`` is then not summed here (it is returned as
-    ``total``): the caller takes ``s - 1`` from the stored terms with
-    :func:`_stored_below_max` when the row needs it.  Without ``store`` the
-    terms go to the scratch row ``terms[0]``.  Either way they are summed by
-    the loops of :mod:`._rows` (no loop here stores and sums), so the sums
-    are the same bits in every form and wherever the arrays are.  The loop
-    reads a block before it writes it: ``g`` may be ``x``.
+    With ``store`` each term is also written to ``g[i, c]``, and
+    ``masked_mark`` (a negative number, or 0) in place of a masked (``-inf``)
+    class, so a later pass can tell it from an unmasked class whose
+    exponential underflowed to 0; ``below`` is then not summed here (it is
+    returned as ``total``): the caller takes ``s - 1`` from the stored terms
+    with :func:`_stored_below_max` when the row needs it.  Unless ``fused``
+    (:func:`._rows.fused_sums`), the sum taken in the storing loop is
+    replaced by the sum of the stored terms (:func:`._rows.terms_sum`; its
+    order does not depend on the arrays' addresses), and without ``store``
+    the terms go to the scratch row ``terms[0]`` to be summed by
+    :func:`._rows.terms_sum` and :func:`._rows.below_max_sum`, as the
+    stored ones are.  The loops read a block before they write it: ``g``
+    may be ``x``.
     """
     zero = cast_like(0.0, masked_mark)
+    below = zero
+    total = zero
     if store:
         for j in range(lo, hi):
             v = x[i, j]
-            g[i, j] = select(v == -np.inf, masked_mark, exp_nonpositive(v - m))
-        total = terms_sum(g, i, lo, hi, zero)
+            e = exp_nonpositive(v - m)
+            total += e
+            g[i, j] = select(v == -np.inf, masked_mark, e)
+        if not fused:
+            total = terms_sum(g, i, lo, hi, zero)
         return total, total
+    if fused:
+        for j in range(lo, hi):
+            v = x[i, j]
+            e = exp_nonpositive(v - m)
+            below += select(v == m, zero, e)
+            total += e
+        return below, total
     n = np.uint64(hi) - np.uint64(lo)
     for k in range(n):
         terms[0, k] = exp_nonpositive(x[i, lo + k] - m)
@@ -275,6 +291,7 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
     masked_mark = -one  # stored for a masked (-inf) class under label smoothing
     # the plain case's loops stop at the body's end and take the rest in one tail step
     end = _body_end(C) if plain else C
+    fused = fused_sums(x)  # sums in the storing loops (long rows), or of the stored terms
     # Explicit loops per case: no branch inside a loop (a conditional in the
     # loop body kept LLVM from vectorising it).
     for j0 in range(0, end, SUM_BLOCK):
@@ -284,8 +301,11 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
         prefetch_row_block(ahead, ahead_row, j0, min(j0 + SUM_BLOCK, end))
         if plain and store:
             for j in range(lo, hi):
-                g[i, j] = exp_nonpositive(x[i, j] - m)
-            tb = terms_sum(g, i, lo, hi, zero)
+                e = exp_nonpositive(x[i, j] - m)
+                g[i, j] = e
+                tb += e
+            if not fused:  # (the loop's sum depends on where the arrays are: see _rows.fused_sums)
+                tb = terms_sum(g, i, lo, hi, zero)
         elif not use_cap:
             if ls > 0.0:
                 # label smoothing's float64 sums, read before this block is
@@ -294,23 +314,34 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
                 k_unmasked += dk
                 w_unmasked += dw
                 w_dist += dd
-            sb, tb = _exp_sum_block(x, g, i, lo, hi, m, store, masked_mark, terms)
+            sb, tb = _exp_sum_block(x, g, i, lo, hi, m, store, masked_mark, fused, terms)
         else:
-            # softcap: x' = cap tanh(x / cap); the terms exp(x' - m) go to the scratch row
-            if ls == 0.0 and store:  # and exp(x' - m) dx'/dx, dx'/dx = 1 - tanh**2, to the gradient row
+            # softcap: x' = cap tanh(x / cap).  Its sums run in a loop that stores nothing (loss only,
+            # label smoothing, short rows: the same loop in every form), or for long rows with the
+            # gradient in the loop that stores exp(x' - m) dx'/dx (see _rows.fused_sums).  Short rows
+            # run both, the sums first (in place, the storing loop overwrites x).
+            store_sums = ls == 0.0 and store and fused
+            if not store_sums:
+                for j in range(lo, hi):
+                    c = _capped(x[i, j], capt)
+                    e = exp_nonpositive(c - m)
+                    sb += select(c == m, zero, e)
+                    tb += e
+            if ls == 0.0 and store:  # dx'/dx = 1 - tanh**2
+                sbs = zero
+                tbs = zero
                 for j in range(lo, hi):
                     v = x[i, j]
                     th, d = tanh_and_sech2(v / capt)
                     c = select(v > -np.inf, capt * th, v)
                     c = select(v < np.inf, c, v - v)
                     e = exp_nonpositive(c - m)
-                    terms[0, j - lo] = e
+                    sbs += select(c == m, zero, e)
+                    tbs += e
                     g[i, j] = e * d
-            else:
-                for j in range(lo, hi):
-                    terms[0, j - lo] = exp_nonpositive(_capped(x[i, j], capt) - m)
-            sb = below_max_sum(terms, 0, 0, hi - lo, zero)
-            tb = terms_sum(terms, 0, 0, hi - lo, zero)
+                if store_sums:
+                    sb = sbs
+                    tb = tbs
         below += sb
         total += tb
     if end < C:  # the tail step
@@ -471,7 +502,7 @@ def _softmax_row_prob(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, t
                 q *= weight[j]
                 q_total += q
                 q_dist += select(q != 0.0, q * (m64 - v), 0.0)
-            sb, tb = _exp_sum_block(x, g, i, lo, hi, m, store, masked_mark, terms)
+            sb, tb = _exp_sum_block(x, g, i, lo, hi, m, store, masked_mark, fused_sums(x), terms)
             below += sb
             total += tb
         if store:
