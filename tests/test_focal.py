@@ -43,6 +43,12 @@ SIGMOID_OPTS = [
     pytest.param(dict(alpha=-1, gamma=1.5), id="alpha-1-g1.5"),
     pytest.param(dict(alpha=0.25, gamma=1.0, soft=True), id="soft-g1"),
     pytest.param(dict(alpha=0.25, gamma=3.0, soft=True), id="soft-g3"),
+    # the kernel's forms of q**gamma: q * q (gamma 2), a square root and products (gamma = n / 2 up to
+    # 7.5, all of the above), exp(gamma log q) from the softplus (hard targets), libm pow (soft targets)
+    pytest.param(dict(alpha=0.25, gamma=7.5), id="g7.5"),
+    pytest.param(dict(alpha=0.25, gamma=8.0), id="g8"),
+    pytest.param(dict(alpha=0.25, gamma=0.75), id="g0.75"),
+    pytest.param(dict(alpha=0.25, gamma=2.3, soft=True), id="soft-g2.3"),
 ]
 
 
@@ -153,18 +159,22 @@ def test_sigmoid_focal_nonfinite_logits(dtype):
     assert np.isnan(sigmoid_focal_loss(x, t))
 
 
-@pytest.mark.parametrize("dtype", [np.float32], ids=dtype_id)
-def test_sigmoid_focal_out_and_in_place(rng, dtype):
-    x, t = sigmoid_inputs(rng, (5, 6), dtype)
-    want_loss, want_grad = sigmoid_focal_loss_with_grad(x, t)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("shape", [(5, 6), (3, 1000)], ids=str)
+@pytest.mark.parametrize("gamma", [2.0, 0.5, 1.0, 1.5, 3.0, 7.5])
+def test_sigmoid_focal_out_and_in_place(rng, dtype, shape, gamma):
+    # out of place, in place and loss-only agree bit for bit for q * q and the square-root-and-products forms
+    x, t = sigmoid_inputs(rng, shape, dtype)
+    want_loss, want_grad = sigmoid_focal_loss_with_grad(x, t, gamma=gamma)
     out = np.empty_like(x)
-    loss, grad = sigmoid_focal_loss_with_grad(x, t, out=out)
+    loss, grad = sigmoid_focal_loss_with_grad(x, t, gamma=gamma, out=out)
     assert grad is out and loss == want_loss
     np.testing.assert_array_equal(out, want_grad)
     buf = x.copy()
-    loss, grad = sigmoid_focal_loss_with_grad(buf, t, out=buf)
+    loss, grad = sigmoid_focal_loss_with_grad(buf, t, gamma=gamma, out=buf)
     assert grad is buf and loss == want_loss
     np.testing.assert_array_equal(buf, want_grad)
+    assert sigmoid_focal_loss(x, t, gamma=gamma) == want_loss
     with pytest.raises(ValueError, match="out"):
         sigmoid_focal_loss_with_grad(x, t, out=np.empty((5, 6), dtype=np.float32 if x.dtype == np.float64
                                                        else np.float64))

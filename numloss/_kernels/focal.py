@@ -67,40 +67,44 @@ from ._rows import (
 from .softmax import SUM_BLOCK, _exp_sum_block, _row_max, _stored_below_max, _sum_and_log
 
 #: how a row of the sigmoid focal loss forms q**gamma (see _sigmoid_focal_row and _sigmoid_focal_range)
-SQUARE, HARD, POW = 0, 1, 2
+SQUARE, STEPS, HARD, POW = 0, 1, 2, 3
 
-
-@jit_inline
-def _power(q: FloatScalar, gamma: float, gamma_t: FloatScalar) -> Any:
-    """``q ** gamma`` for ``q`` in [0, 1]; no libm call for gamma 0, 1, 2 (the loop vectorises)."""
-    if gamma == 2.0:
-        return q * q
-    if gamma == 1.0:
-        return q
-    if gamma == 0.0:
-        return cast_like(1.0, q)
-    return q**gamma_t
+#: gamma = n / 2 for a whole n up to this is formed from a square root and products (the STEPS form)
+MAX_HALF_STEPS = 15
 
 
 @jit_inline
 def _sigmoid_focal_range(x: AnyArray, t: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar, use_alpha: bool,
                          alpha_t: FloatScalar, gamma: float, gamma_t: FloatScalar, invd: FloatScalar, g: AnyArray,
-                         want_grad: bool, el: AnyArray, ei: IntScalar, fused: bool, square: bool, hard: bool) -> Any:
+                         want_grad: bool, el: AnyArray, ei: IntScalar, fused: bool, power: int) -> Any:
     """Sum (row's dtype) of the losses of ``x[i, lo:hi]``; writes ``g`` there when wanted.
 
     The losses are stored in row ``ei`` of ``el`` (the output's row ``i``,
     or a one-row scratch) and summed in the loop, or unless ``fused`` from
     where they are stored (see :func:`._rows.fused_sums`).
-    ``square`` and ``hard`` are literals at each call site; they say how the
-    focal factor ``q**gamma`` is formed: ``q * q`` (the common ``gamma =
-    2``), ``exp(gamma log q)`` with ``log q`` the softplus already computed
-    (exact for targets 0 and 1 only), or else :func:`_power` (a libm ``pow``
-    per element: scalar code).  The first two keep the loop free of libm
-    calls.
+    ``power`` (a literal at each call site) says how the focal factor
+    ``q**gamma`` is formed: SQUARE ``q * q`` (the common ``gamma = 2``);
+    STEPS for another ``gamma = n / 2`` (``n`` a whole number up to
+    MAX_HALF_STEPS: 0, 0.5, 1, 1.5, 2.5, ...) as ``sqrt(q)**(n & 1)
+    q**(n & 2) (q**2)**(n & 4) (q**4)**(n & 8)``, the factors chosen by
+    loop-invariant selects; HARD ``exp(gamma log q)`` with ``log q`` the
+    softplus already computed (exact for targets 0 and 1 only); POW
+    ``q**gamma`` (a libm ``pow`` per element: scalar code).  The first three
+    keep the loop free of libm calls, so it vectorises.  (SQUARE is not
+    folded into STEPS: the out-of-place, in-place and loss-only forms of
+    SQUARE agree bit for bit, and with the selects LLVM compiled them to
+    code that differed in the last bit for a few short-row elements.)
     """
     x0 = x[i, lo]
     zero = cast_like(0.0, x0)
     one = cast_like(1.0, x0)
+    n_halves = np.int64(2.0 * gamma) if power == STEPS else np.int64(0)
+    # 1 or 0 for each factor: f x + (1 - f) is x or 1 exactly, fused or not (arithmetic, not a select
+    # on a loop-invariant condition, which LLVM compiled differently in the three forms)
+    f_root = cast_like(n_halves & 1, x0)
+    f_q1 = cast_like((n_halves >> 1) & 1, x0)
+    f_q2 = cast_like((n_halves >> 2) & 1, x0)
+    f_q4 = cast_like((n_halves >> 3) & 1, x0)
     total = zero
     for j in range(np.uint64(lo), np.uint64(hi)):
         v = x[i, j]
@@ -115,12 +119,16 @@ def _sigmoid_focal_range(x: AnyArray, t: AnyArray, i: IntScalar, lo: IntScalar, 
         p_neg = e * inv1pe if v >= zero else inv1pe  # 1 - p without cancellation
         ce = (tj * sp_neg if tj != zero else zero) + ((one - tj) * sp_pos if tj != one else zero)
         q = p * (one - tj) + p_neg * tj
-        if square:
+        if power == SQUARE:
             qg = q * q
-        elif hard:  # log q = log(1 - p) = -sp_pos for t = 1, log p = -sp_neg for t = 0
+        elif power == STEPS:
+            q2 = q * q
+            qg = ((math.sqrt(f_root * q + (one - f_root)) * (f_q1 * q + (one - f_q1)))
+                  * ((f_q2 * q2 + (one - f_q2)) * (f_q4 * (q2 * q2) + (one - f_q4))))
+        elif power == HARD:  # log q = log(1 - p) = -sp_pos for t = 1, log p = -sp_neg for t = 0
             qg = exp_nonpositive(-gamma_t * (tj * sp_pos + (one - tj) * sp_neg))
         else:
-            qg = _power(q, gamma, gamma_t)
+            qg = q**gamma_t
         w = alpha_t * tj + (one - alpha_t) * (one - tj) if use_alpha else one
         wq = w * qg
         lj = wq * ce
@@ -151,12 +159,13 @@ def _sigmoid_focal_row(x: AnyArray, t: AnyArray, i: IntScalar, alpha: float, gam
     gamma_t = cast_like(gamma, x0)
     use_alpha = alpha >= 0.0
     alpha_t = cast_like(alpha if use_alpha else 0.5, x0)
-    power = SQUARE
-    if gamma == 0.0 or gamma == 1.0:
-        power = POW  # no libm call in _power for these
-    elif gamma != 2.0 and want_elem:
+    if gamma == 2.0:
+        power = SQUARE
+    elif 2.0 * gamma == math.floor(2.0 * gamma) and 2.0 * gamma <= MAX_HALF_STEPS:
+        power = STEPS  # gamma = 0, 0.5, 1, ..., 7.5: a square root and products, vectorised
+    elif want_elem:
         power = POW  # (reduction="none": the exp form is compiled only for the reduced losses)
-    elif gamma != 2.0:
+    else:
         # targets all 0 or 1 (as in detection): q**gamma from the softplus, vectorised
         soft = cast_like(0.0, x0)
         for j in range(np.uint64(C)):
@@ -169,15 +178,19 @@ def _sigmoid_focal_row(x: AnyArray, t: AnyArray, i: IntScalar, alpha: float, gam
     fused = fused_sums(x)
     for j0 in range(0, C, SUM_BLOCK):
         j1 = min(j0 + SUM_BLOCK, C)
-        if power == POW:  # libm pow per element: scalar code either way
+        # one call per form, each with a literal ``power``
+        if power == SQUARE:
             total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad,
-                                          el, ei, fused, False, False)
+                                          el, ei, fused, SQUARE)
+        elif power == STEPS:
+            total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad,
+                                          el, ei, fused, STEPS)
         elif power == HARD:
             total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad,
-                                          el, ei, fused, False, True)
-        else:
+                                          el, ei, fused, HARD)
+        else:  # libm pow per element: scalar code
             total += _sigmoid_focal_range(x, t, i, j0, j1, use_alpha, alpha_t, gamma, gamma_t, invd, g, want_grad,
-                                          el, ei, fused, True, False)
+                                          el, ei, fused, POW)
     return total
 
 
