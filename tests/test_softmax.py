@@ -475,11 +475,16 @@ def test_label_smoothing_masks_and_underflow_across_blocks(kind, dtype, rng):
 
 @pytest.mark.parametrize("C", [63, 64, 65, 127, 1000, 1088, 1100])
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-def test_row_tail_step(C, dtype, rng):
-    """The plain row kernel's last TAIL_STEP classes are one overlapping vector step that masks the
-    classes already done (K.TAIL_STEP): the row's maximum, the target, -inf masks and a NaN placed in
-    the overlap and in the tail; out of place, in place and loss only against the reference."""
+@pytest.mark.parametrize("smoothing", ["none", "unit-weights", "weights"])
+def test_row_tail_step(C, dtype, smoothing, rng):
+    """The row kernel's last TAIL_STEP classes (without softcap) are one overlapping vector step that
+    masks the classes already done (K.TAIL_STEP): the row's maximum, the target, -inf masks and a NaN
+    placed in the overlap and in the tail; out of place, in place and loss only against the reference;
+    plain, and with label smoothing (its unit-weight sums and gradient, and with class weights)."""
     from numloss._kernels import softmax as K
+
+    opts = {"none": {}, "unit-weights": dict(label_smoothing=0.1),
+            "weights": dict(label_smoothing=0.1, weight=np.linspace(0.5, 2.0, C))}[smoothing]
 
     step = K.TAIL_STEP
     body = C - C % step if C >= step else C
@@ -500,21 +505,21 @@ def test_row_tail_step(C, dtype, rng):
     x[5, C - 1] = 1e4 if dtype == np.float32 else 1e150  # confident row, maximum in the tail
     t[5] = C - 1
     for reduction in REDUCTIONS:
-        want_loss, want_grad = ref.softmax_cross_entropy(x, t, reduction=reduction)
-        gs = gscale(x, t, reduction=reduction)
-        loss, grad = softmax_cross_entropy_with_grad(x, t, reduction=reduction)
+        want_loss, want_grad = ref.softmax_cross_entropy(x, t, reduction=reduction, **opts)
+        gs = gscale(x, t, reduction=reduction, **opts)
+        loss, grad = softmax_cross_entropy_with_grad(x, t, reduction=reduction, **opts)
         assert_close(loss, want_loss, dtype, scale=gs, what="loss")
         assert_close(grad, want_grad, dtype, scale=gs, what="gradient")
         xi = x.copy()
-        loss_in, grad_in = softmax_cross_entropy_with_grad(xi, t, reduction=reduction, out=xi)
+        loss_in, grad_in = softmax_cross_entropy_with_grad(xi, t, reduction=reduction, out=xi, **opts)
         np.testing.assert_array_equal(grad_in, grad)
         np.testing.assert_array_equal(loss_in, loss)
-        assert_close(softmax_cross_entropy(x, t, reduction=reduction), want_loss, dtype, scale=gs)
-    rows = softmax_cross_entropy(x, t, reduction="none")
+        assert_close(softmax_cross_entropy(x, t, reduction=reduction, **opts), want_loss, dtype, scale=gs)
+    rows = softmax_cross_entropy(x, t, reduction="none", **opts)
     assert np.isnan(rows[3]) and np.isfinite(np.delete(rows, 3)).all()
     # the tail step sums the same terms in the same order with the gradient and without it
-    lse_loss_only = softmax_cross_entropy(x, t, reduction="none", aux=True)[1].lse
-    lse_with_grad = softmax_cross_entropy_with_grad(x, t, reduction="none", aux=True)[2].lse
+    lse_loss_only = softmax_cross_entropy(x, t, reduction="none", aux=True, **opts)[1].lse
+    lse_with_grad = softmax_cross_entropy_with_grad(x, t, reduction="none", aux=True, **opts)[2].lse
     np.testing.assert_array_equal(lse_loss_only, lse_with_grad)
 
 

@@ -248,9 +248,44 @@ def _smoothing_sums(x: AnyArray, i: IntScalar, weight: Float64Array, lo: IntScal
 
 
 @jit_inline
+def _distance_sums(x: AnyArray, i: IntScalar, weight: Float64Array, lo: IntScalar, hi: IntScalar, m: FloatScalar,
+                   m64: float) -> tuple[int, float, float]:
+    """:func:`_smoothing_sums` for unit class weights (every ``weight[c] == 1``), no softcap:
+    ``(K, K, sum_c (m - x_c))`` over the unmasked classes ``lo:hi`` (at most SUM_BLOCK).
+
+    Summed in the row's dtype (all SIMD lanes, no conversion, no weight
+    read; the terms are >= 0, so a float32 block sum is good to a few
+    float32 ulp, as the block sums of exponentials are), returned in float64.
+    A block whose sum is not finite (``m - x`` overflows float32 for logits
+    near +-3e38) is summed again by :func:`_smoothing_sums`, in float64.
+    """
+    zero = cast_like(0.0, m)
+    one = cast_like(1.0, m)
+    k = zero
+    dist = zero
+    for j in range(lo, hi):
+        v = x[i, j]
+        unmasked = v > -np.inf
+        k += select(unmasked, one, zero)
+        dist += select(unmasked, m - v, zero)
+    if not dist < np.inf:
+        return _smoothing_sums(x, i, weight, lo, hi, m64, m, False)
+    return np.int64(k), np.float64(k), np.float64(dist)
+
+
+@jit_inline
+def _unit_weights(weight: Float64Array) -> bool:
+    """Whether every class weight is 1 (no ``weight``, as the wrappers pass it)."""
+    ones = 0
+    for c in range(weight.shape[0]):
+        ones += select(weight[c] == 1.0, _ONE, _ZERO)
+    return ones == weight.shape[0]
+
+
+@jit_inline
 def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntScalar, weight: Float64Array,
                      ls: float, z: float, softcap: float, eps: float, inv_denom: float, ahead: AnyArray,
-                     ahead_row: IntScalar, terms: AnyArray) -> tuple[float, float]:
+                     ahead_row: IntScalar, terms: AnyArray, unit_weights: bool) -> tuple[float, float]:
     """Loss of one row with class index ``y``; writes ``g`` if ``want_grad``.
 
     ``q_c = (1 - ls) w_y [c == y] + ls w_c / K [x_c > -inf]``, ``K`` the
@@ -260,6 +295,8 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
     (the next row's logits, read next; see :func:`_rows.prefetch_row_block`).
     ``terms``: a ``(1, SUM_BLOCK)`` scratch of the logits' dtype (a block's
     exponentials when there is no gradient row to hold them, to be summed).
+    ``unit_weights``: every class weight is 1 (label smoothing's sums and
+    gradient then read no weight: :func:`_distance_sums`).
     """
     C = x.shape[1]
     Cu = np.uint64(C)  # unsigned class indices: no wraparound selects, so in-place loops vectorise
@@ -289,8 +326,8 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
     w_dist = 0.0  # sum over unmasked c of w_c (m - x'_c)
     m64 = np.float64(m)  # m - x can overflow float32 (logits of +-3e38)
     masked_mark = -one  # stored for a masked (-inf) class under label smoothing
-    # the plain case's loops stop at the body's end and take the rest in one tail step
-    end = _body_end(C) if plain else C
+    # the loops without softcap stop at the body's end and take the rest in one tail step
+    end = _body_end(C) if not use_cap else C
     fused = fused_sums(x)  # sums in the storing loops (long rows), or of the stored terms
     # Explicit loops per case: no branch inside a loop (a conditional in the
     # loop body kept LLVM from vectorising it).
@@ -310,7 +347,10 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
             if ls > 0.0:
                 # label smoothing's float64 sums, read before this block is
                 # overwritten (in the exponentials' loop they ran 2x slower)
-                dk, dw, dd = _smoothing_sums(x, i, weight, lo, hi, m64, capt, False)
+                if unit_weights:
+                    dk, dw, dd = _distance_sums(x, i, weight, lo, hi, m, m64)
+                else:
+                    dk, dw, dd = _smoothing_sums(x, i, weight, lo, hi, m64, capt, False)
                 k_unmasked += dk
                 w_unmasked += dw
                 w_dist += dd
@@ -346,9 +386,24 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
         total += tb
     if end < C:  # the tail step
         first = np.uint64(C - TAIL_STEP)
+        if ls > 0.0:  # (read before the tail step overwrites them in place)
+            if unit_weights:
+                dk, dw, dd = _distance_sums(x, i, weight, np.uint64(end), Cu, m, m64)
+            else:
+                dk, dw, dd = _smoothing_sums(x, i, weight, np.uint64(end), Cu, m64, capt, False)
+            k_unmasked += dk
+            w_unmasked += dw
+            w_dist += dd
         # Its terms are stored (in the gradient row, those before ``end`` kept; or in ``terms``) and
         # summed as a block of their own, as every block is (see _rows.terms_sum).
-        if store:
+        if store and ls > 0.0:  # a masked class stored as masked_mark, as in _exp_sum_block
+            for k in range(np.uint64(TAIL_STEP)):
+                j = first + k
+                v = x[i, j]
+                e = select(v == -np.inf, masked_mark, exp_nonpositive(v - m))
+                g[i, j] = select(j >= np.uint64(end), e, g[i, j])
+            total += terms_sum(g, i, end, C, zero)
+        elif store:
             for k in range(np.uint64(TAIL_STEP)):
                 j = first + k
                 e = exp_nonpositive(x[i, j] - m)  # (in place, x[i, j] for j < end is a stored term: not kept)
@@ -405,10 +460,28 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
                     g[i, j] = select(j >= body, g[i, j] * scale, g[i, j])
         elif not use_cap:
             masked_g = zero * scale  # 0, or NaN for a NaN row, as 0 * scale elsewhere
-            for j in range(Cu):
-                e = g[i, j]
-                smooth_j = smooth * cast_like(weight[j], x0)
-                g[i, j] = select(e < zero, masked_g, e * scale - smooth_j)
+            body = np.uint64(_body_end(C))
+            first = Cu - np.uint64(TAIL_STEP)
+            if unit_weights:
+                for j in range(body):
+                    e = g[i, j]
+                    g[i, j] = select(e < zero, masked_g, e * scale - smooth)
+                if body < Cu:  # the tail step
+                    for k in range(np.uint64(TAIL_STEP)):
+                        j = first + k
+                        e = g[i, j]
+                        g[i, j] = select(j >= body, select(e < zero, masked_g, e * scale - smooth), e)
+            else:
+                for j in range(body):
+                    e = g[i, j]
+                    smooth_j = smooth * cast_like(weight[j], x0)
+                    g[i, j] = select(e < zero, masked_g, e * scale - smooth_j)
+                if body < Cu:
+                    for k in range(np.uint64(TAIL_STEP)):
+                        j = first + k
+                        e = g[i, j]
+                        smooth_j = smooth * cast_like(weight[j], x0)
+                        g[i, j] = select(j >= body, select(e < zero, masked_g, e * scale - smooth_j), e)
         else:
             for j in range(Cu):
                 v = x[i, j]
@@ -627,6 +700,7 @@ def _int_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntSca
     g = gradient_array(x, g_or_none)
     terms = np.empty((1, SUM_BLOCK), dtype=x.dtype)
     want_lse = lse_out.shape[0] != 0
+    unit_weights = ls > 0.0 and _unit_weights(weight)
     for i in range(lo, hi):
         y = target[i]
         rw = sample_weight_of(row_weight, i)
@@ -634,7 +708,7 @@ def _int_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntSca
             skip_row(g, i, want_grad, row_loss, lse_out)
         else:
             loss, lse = _softmax_row_int(x, g, i, want_grad, y, weight, ls, z, softcap, eps, inv_denom * rw, ahead,
-                                             i + ahead_shift, terms)
+                                         i + ahead_shift, terms, unit_weights)
             row_loss[i] = loss * rw
             if want_lse:
                 lse_out[i] = lse
