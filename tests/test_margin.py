@@ -292,6 +292,28 @@ def test_margin_parallel_equals_serial(rng, name):
     assert_close(grad, want_grad, np.float32, rtol=2e-5)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("name", LOSSES)
+def test_margin_label_smoothing_long_rows(rng, dtype, name):
+    """Label smoothing over rows of several SUM_BLOCK blocks, without class weights (the sums in the
+    row's dtype, no weight read) and with them, masked classes in two blocks; in place equals out of
+    place."""
+    _, with_grad, _ = LOSSES[name]
+    c, t = cosines(rng, (9, 1100), dtype, n_ignored=1)
+    c[1, [3, 700]] = -np.inf
+    t[1] = 5
+    for opts in (dict(label_smoothing=0.1), dict(label_smoothing=0.1, weight=rng.uniform(0.5, 2, 1100))):
+        want_loss, want_grad = reference(name, c, t, reduction="none", **opts)
+        loss, grad = with_grad(c, t, reduction="none", **opts)
+        rtol = 2e-5 if dtype == np.float32 else None
+        assert_close(loss, want_loss, dtype, rtol=rtol, what=str(opts))
+        assert_close(grad, want_grad, dtype, rtol=rtol, what=str(opts))
+        ci = c.copy()
+        loss_in, grad_in = with_grad(ci, t, reduction="none", out=ci, **opts)
+        np.testing.assert_array_equal(loss_in, loss)
+        np.testing.assert_array_equal(grad_in, grad)
+
+
 def test_nn_margin_modules_forward_backward(rng):
     from numloss import nn
 

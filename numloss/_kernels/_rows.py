@@ -173,6 +173,16 @@ def below_max_sum(a: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar, zero:
 
 
 @jit_inline
+def all_ones(weight: Float64Array) -> bool:
+    """Whether every class weight is 1 (no ``weight``: the wrappers pass ones); label smoothing's
+    sums and gradient then read no weight."""
+    ones = 0
+    for c in range(weight.shape[0]):
+        ones += 1 if weight[c] == 1.0 else 0
+    return ones == weight.shape[0]
+
+
+@jit_inline
 def sample_weight_of(row_weight: Float64Array, i: IntScalar) -> Any:
     """Row ``i``'s sample weight: ``row_weight[i]``, or 1 when ``row_weight`` is empty (no sample weights).
 

@@ -42,10 +42,11 @@ from numpy.typing import NDArray
 
 from .._typing import AnyArray, Float64Array, FloatScalar, IndexArray, IntScalar
 from ._jit import jit, jit_inline, jit_parallel
-from ._math import cast_like, exp, maxnum, select
+from ._math import cast_like, exp_nonpositive, maxnum, select
 from ._rows import (
     HalfKernels,
     KernelSet,
+    all_ones,
     chunk_bounds,
     float32_rows_to_half,
     fused_sums,
@@ -110,7 +111,7 @@ def _sum_exp_scaled(x: AnyArray, g: AnyArray, i: IntScalar, lo: IntScalar, hi: I
     if store:
         for j in range(np.uint64(lo), np.uint64(hi)):
             v = x[i, j]
-            e = exp(v * st - m)
+            e = exp_nonpositive(v * st - m)
             g[i, j] = select(v == -np.inf, masked_mark, e)
             sb += e
         if not fused:
@@ -118,22 +119,48 @@ def _sum_exp_scaled(x: AnyArray, g: AnyArray, i: IntScalar, lo: IntScalar, hi: I
         return sb
     if fused:
         for j in range(np.uint64(lo), np.uint64(hi)):
-            sb += exp(x[i, j] * st - m)
+            sb += exp_nonpositive(x[i, j] * st - m)
         return sb
     n = np.uint64(max(hi - lo, 0))
     for k in range(n):
-        terms[0, k] = exp(x[i, lo + k] * st - m)
+        terms[0, k] = exp_nonpositive(x[i, lo + k] * st - m)
     return terms_sum(terms, 0, 0, n, zero)
+
+
+@jit_inline
+def _scaled_distance_sums(x: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar, st: FloatScalar, m: FloatScalar,
+                          m64: float) -> tuple[float, float]:
+    """``(K, sum_c (m - st x_c))`` over the unmasked classes ``lo:hi`` (at most SUM_BLOCK) of row ``i``,
+    for unit class weights: summed in the row's dtype, returned in float64; a block whose sum is not
+    finite (``m - st x`` overflows float32) summed again in float64 (as
+    :func:`.softmax._distance_sums`)."""
+    zero = cast_like(0.0, st)
+    one = cast_like(1.0, st)
+    k = zero
+    dist = zero
+    for j in range(np.uint64(lo), np.uint64(hi)):
+        v = x[i, j]
+        unmasked = v > -np.inf
+        k += select(unmasked, one, zero)
+        dist += select(unmasked, m - v * st, zero)
+    if dist < np.inf:
+        return np.float64(k), np.float64(dist)
+    dist64 = 0.0
+    for j in range(np.uint64(lo), np.uint64(hi)):
+        v = x[i, j]
+        dist64 += select(v > -np.inf, m64 - np.float64(v * st), 0.0)
+    return np.float64(k), dist64
 
 
 @jit_inline
 def _margin_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntScalar, weight: Float64Array, ls: float,
                 scale: float, kind: int, margin: float, cos_m: float, sin_m: float, th: float, mm: float,
                 sin_floor: float, inv_denom: float, ahead: AnyArray, ahead_row: IntScalar,
-                terms: AnyArray) -> tuple[float, float]:
+                terms: AnyArray, unit_weights: bool) -> tuple[float, float]:
     """``(loss, log-sum-exp of the margin logits)`` (float64) of row ``i`` with class index ``y``; writes
     ``g[i]`` if ``want_grad``; prefetches row ``ahead_row`` of ``ahead`` (see
-    :func:`.softmax._softmax_row_int`); ``terms`` a ``(1, SUM_BLOCK)`` scratch."""
+    :func:`.softmax._softmax_row_int`); ``terms`` a ``(1, SUM_BLOCK)`` scratch; ``unit_weights``: every
+    class weight is 1 (label smoothing then reads no weight)."""
     C = x.shape[1]
     x0 = x[i, 0]
     zero = cast_like(0.0, x0)
@@ -168,13 +195,20 @@ def _margin_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntS
     if ls > 0.0:
         # over every class as if z_y were s x_y (one branch-free loop, vectorised; before
         # the exponentials' pass, which may overwrite x in place), then the target's term swapped for z_y's
-        for j in range(np.uint64(C)):
-            v = x[i, j]
-            unmasked = v > -np.inf
-            wj = weight[j]
-            k_unmasked += select(unmasked, 1.0, 0.0)
-            w_unmasked += select(unmasked, wj, 0.0)
-            w_dist += select(unmasked, wj * (m64 - np.float64(v * st)), 0.0)
+        if unit_weights:
+            for j0 in range(0, C, SUM_BLOCK):
+                dk, dd = _scaled_distance_sums(x, i, j0, min(j0 + SUM_BLOCK, C), st, m, m64)
+                k_unmasked += dk
+                w_dist += dd
+            w_unmasked = k_unmasked
+        else:
+            for j in range(np.uint64(C)):
+                v = x[i, j]
+                unmasked = v > -np.inf
+                wj = weight[j]
+                k_unmasked += select(unmasked, 1.0, 0.0)
+                w_unmasked += select(unmasked, wj, 0.0)
+                w_dist += select(unmasked, wj * (m64 - np.float64(v * st)), 0.0)
         w_y = weight[y]
         if x_y_raw > -np.inf:
             k_unmasked -= 1.0
@@ -212,9 +246,14 @@ def _margin_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntS
         else:
             smooth = cast_like(ls_over_k * inv_denom * scale, x0)
             masked_g = zero * sc  # 0, or NaN for a NaN row, as 0 * sc elsewhere
-            for j in range(np.uint64(C)):
-                e = g[i, j]
-                g[i, j] = select(e < zero, masked_g, e * sc - smooth * cast_like(weight[j], x0))
+            if unit_weights:
+                for j in range(np.uint64(C)):
+                    e = g[i, j]
+                    g[i, j] = select(e < zero, masked_g, e * sc - smooth)
+            else:
+                for j in range(np.uint64(C)):
+                    e = g[i, j]
+                    g[i, j] = select(e < zero, masked_g, e * sc - smooth * cast_like(weight[j], x0))
         # the target column, in float64 from the saved target logit (x[i, y] may be overwritten)
         # Q p_y - q_y with p_y - 1 = -u = expm1(-nll): no cancellation as p_y -> 1
         p_y = math.exp(-nll)
@@ -240,6 +279,7 @@ def _margin_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: Int
     g = gradient_array(x, g_or_none)
     terms = np.empty((1, SUM_BLOCK), dtype=x.dtype)
     want_lse = lse_out.shape[0] != 0
+    unit_weights = ls > 0.0 and all_ones(weight)
     for i in range(lo, hi):
         y = target[i]
         rw = sample_weight_of(row_weight, i)
@@ -247,7 +287,7 @@ def _margin_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: Int
             skip_row(g, i, want_grad, row_loss, lse_out)
         else:
             loss, lse = _margin_row(x, g, i, want_grad, y, weight, ls, scale, kind, margin, cos_m, sin_m, th,
-                                    mm, sin_floor, inv_denom * rw, ahead, i + ahead_shift, terms)
+                                    mm, sin_floor, inv_denom * rw, ahead, i + ahead_shift, terms, unit_weights)
             row_loss[i] = loss * rw
             if want_lse:
                 lse_out[i] = lse

@@ -46,6 +46,7 @@ from ._math import cast_like, exp_nonpositive, log1p_0_to_127, maxnum, select, t
 from ._rows import (
     HalfKernels,
     KernelSet,
+    all_ones,
     below_max_sum,
     chunk_bounds,
     float32_rows_to_half,
@@ -271,15 +272,6 @@ def _distance_sums(x: AnyArray, i: IntScalar, weight: Float64Array, lo: IntScala
     if not dist < np.inf:
         return _smoothing_sums(x, i, weight, lo, hi, m64, m, False)
     return np.int64(k), np.float64(k), np.float64(dist)
-
-
-@jit_inline
-def _unit_weights(weight: Float64Array) -> bool:
-    """Whether every class weight is 1 (no ``weight``, as the wrappers pass it)."""
-    ones = 0
-    for c in range(weight.shape[0]):
-        ones += select(weight[c] == 1.0, _ONE, _ZERO)
-    return ones == weight.shape[0]
 
 
 @jit_inline
@@ -700,7 +692,7 @@ def _int_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntSca
     g = gradient_array(x, g_or_none)
     terms = np.empty((1, SUM_BLOCK), dtype=x.dtype)
     want_lse = lse_out.shape[0] != 0
-    unit_weights = ls > 0.0 and _unit_weights(weight)
+    unit_weights = ls > 0.0 and all_ones(weight)
     for i in range(lo, hi):
         y = target[i]
         rw = sample_weight_of(row_weight, i)
