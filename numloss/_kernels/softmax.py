@@ -504,15 +504,46 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
 
 
 @jit_inline
+def _target_sums(x: AnyArray, t: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar, m: FloatScalar,
+                 m64: float) -> tuple[float, float]:
+    """``(sum_c t_c, sum_c t_c (m - x_c))`` over classes ``lo:hi`` (at most SUM_BLOCK) of row ``i``, terms
+    with ``t_c == 0`` skipped: the probability targets' sums without label smoothing and class weights.
+
+    Summed in the row's dtype (the targets are read in it), returned in
+    float64; a block whose sum is not finite (``m - x`` overflows float32,
+    or a NaN) is summed again in float64, as the other rows' sums are.
+    """
+    zero = cast_like(0.0, m)
+    q_total = zero
+    q_dist = zero
+    for j in range(lo, hi):
+        tj = t[i, j]
+        q_total += tj
+        q_dist += select(tj != zero, tj * (m - x[i, j]), zero)
+    if abs(q_dist) < np.inf and abs(q_total) < np.inf:
+        return np.float64(q_total), np.float64(q_dist)
+    total64 = 0.0
+    dist64 = 0.0
+    for j in range(lo, hi):
+        q = np.float64(t[i, j])
+        total64 += q
+        dist64 += select(q != 0.0, q * (m64 - x[i, j]), 0.0)
+    return total64, dist64
+
+
+@jit_inline
 def _softmax_row_prob(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, t: AnyArray, weight: Float64Array,
                       ls: float, z: float, softcap: float, eps: float, inv_denom: float, ahead: AnyArray,
-                      ahead_row: IntScalar, terms: AnyArray) -> tuple[float, float]:
+                      ahead_row: IntScalar, terms: AnyArray, unit_weights: bool) -> tuple[float, float]:
     """Loss of one row with a target distribution ``t[i]``.
 
     ``q_c = w_c ((1 - ls) t_c + ls / K [x_c > -inf])``.  Returns the row's
     loss and log-sum-exp (of the softcapped logits), float64.  Prefetches
     row ``ahead_row`` of ``ahead`` and the next target row as
-    :func:`_softmax_row_int` does; ``terms`` as there.
+    :func:`_softmax_row_int` does; ``terms`` as there.  ``unit_weights``:
+    every class weight is 1 (without label smoothing, the target sums then
+    run in the row's dtype, :func:`_target_sums`, and the gradient reads no
+    weight).
     """
     C = x.shape[1]
     Cu = np.uint64(C)  # unsigned class indices: no wraparound selects, so in-place loops vectorise
@@ -559,14 +590,19 @@ def _softmax_row_prob(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, t
             lo, hi = np.uint64(j0), np.uint64(min(j0 + SUM_BLOCK, C))
             prefetch_row_block(ahead, ahead_row, j0, min(j0 + SUM_BLOCK, C))
             prefetch_row_block(t, i + 1, j0, min(j0 + SUM_BLOCK, C))
-            for j in range(lo, hi):
-                v = x[i, j]
-                q = (1.0 - ls) * t[i, j]
-                if ls > 0.0:
-                    q += select(v > -np.inf, ls_over_k, 0.0)
-                q *= weight[j]
-                q_total += q
-                q_dist += select(q != 0.0, q * (m64 - v), 0.0)
+            if unit_weights and ls == 0.0:
+                dq, dd = _target_sums(x, t, i, lo, hi, m, m64)
+                q_total += dq
+                q_dist += dd
+            else:
+                for j in range(lo, hi):
+                    v = x[i, j]
+                    q = (1.0 - ls) * t[i, j]
+                    if ls > 0.0:
+                        q += select(v > -np.inf, ls_over_k, 0.0)
+                    q *= weight[j]
+                    q_total += q
+                    q_dist += select(q != 0.0, q * (m64 - v), 0.0)
             sb, tb = _exp_sum_block(x, g, i, lo, hi, m, store, masked_mark, fused_sums(x), terms)
             below += sb
             total += tb
@@ -619,6 +655,10 @@ def _softmax_row_prob(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, t
             for j in range(Cu):
                 p = _clip_probability(exp_nonpositive(x[i, j] - m) * inv_st, epst, hit)
                 g[i, j] = p * qt - cast_like(t[i, j] * weight[j], x0) * invd
+        elif store and unit_weights and ls == 0.0:
+            for j in range(Cu):
+                stored = g[i, j]
+                g[i, j] = select(stored < zero, zero, stored) * scale - cast_like(t[i, j], x0) * invd
         elif store:
             for j in range(Cu):
                 stored = g[i, j]
@@ -757,13 +797,14 @@ def _prob_rows(x: AnyArray, g_or_none: AnyArray | None, lo: IntScalar, hi: IntSc
     g = gradient_array(x, g_or_none)
     terms = np.empty((1, SUM_BLOCK), dtype=x.dtype)
     want_lse = lse_out.shape[0] != 0
+    unit_weights = all_ones(weight)
     for i in range(lo, hi):
         rw = sample_weight_of(row_weight, i)
         if rw == 0.0:
             skip_row(g, i, want_grad, row_loss, lse_out)
         else:
             loss, lse = _softmax_row_prob(x, g, i, want_grad, target, weight, ls, z, softcap, eps, inv_denom * rw,
-                                          ahead, i + ahead_shift, terms)
+                                          ahead, i + ahead_shift, terms, unit_weights)
             row_loss[i] = loss * rw
             if want_lse:
                 lse_out[i] = lse
