@@ -166,6 +166,37 @@ class SmallCallOverhead:
         self.fn(self.x, self.t, out=self.out)
 
 
+class WideLogits:
+    """4096x1000 float32 with the gradient, logits of standard deviation 2 and 20 (cosines in +-0.3 and
+    +-1 for ArcFace): with the wide ones many gradient terms would be subnormal, which the kernels
+    flush to 0 instead of forming (x86 computes a subnormal result in microcode; 4-10x slower before)."""
+
+    params = (["softmax_cross_entropy", "sigmoid_cross_entropy", "softmax_focal_loss", "arcface_cross_entropy"],
+              ["narrow", "wide"])
+    param_names = ("family", "spread")
+
+    def setup(self, family, spread):
+        import numloss
+
+        rng = np.random.default_rng(0)
+        N, C = 4096, 1000
+        if family == "arcface_cross_entropy":
+            half_width = 0.3 if spread == "narrow" else 1.0
+            self.x = rng.uniform(-half_width, half_width, (N, C)).astype(np.float32)
+        else:
+            self.x = (rng.standard_normal((N, C)) * (2.0 if spread == "narrow" else 20.0)).astype(np.float32)
+        if family.startswith("sigmoid"):
+            self.t = (rng.random((N, C)) < 0.01).astype(np.float32)
+        else:
+            self.t = rng.integers(0, C, N)
+        self.out = np.empty_like(self.x)
+        self.fn = getattr(numloss, family + "_with_grad")
+        self.fn(self.x, self.t, out=self.out)
+
+    def time_with_grad(self, family, spread):
+        self.fn(self.x, self.t, out=self.out)
+
+
 class ColdStart:
     """A fresh process: ``import numloss`` and the first call with a warm disk cache."""
 

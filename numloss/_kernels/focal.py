@@ -42,7 +42,16 @@ from numpy.typing import NDArray
 
 from .._typing import AnyArray, Float64Array, FloatScalar, IndexArray, IntScalar
 from ._jit import jit, jit_inline, jit_parallel
-from ._math import cast_like, exp, exp_nonpositive, log1p_unit, select, wide_vectors
+from ._math import (
+    cast_like,
+    exp,
+    exp_nonpositive,
+    log1p_unit,
+    normal_or_zero,
+    rescale_floor,
+    select,
+    wide_vectors,
+)
 from ._rows import (
     HalfKernels,
     KernelSet,
@@ -302,9 +311,11 @@ def _softmax_focal_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, 
     loss = w_y * (ug * nll)
     if want_grad:
         scale = cast_like(coef / s * inv_denom, x0)
+        floor = rescale_floor(scale)  # (no subnormal products: see _math.rescale_floor)
         for j in range(np.uint64(C)):
-            g[i, j] *= scale
-        g[i, y] = cast_like(-coef * u * inv_denom, x0)  # (p_y - 1) as -u: no cancellation as p_y -> 1
+            e = g[i, j]
+            g[i, j] = select(e < floor, zero, e) * scale
+        g[i, y] = normal_or_zero(cast_like(-coef * u * inv_denom, x0))  # (p_y - 1) as -u: no cancellation
     return loss, m + log_s
 
 

@@ -42,7 +42,7 @@ from numpy.typing import NDArray
 
 from .._typing import AnyArray, Float64Array, FloatScalar, IndexArray, IntScalar
 from ._jit import jit, jit_inline, jit_parallel
-from ._math import cast_like, exp_nonpositive, maxnum, select
+from ._math import cast_like, exp_nonpositive, maxnum, normal_or_zero, rescale_floor, select
 from ._rows import (
     HalfKernels,
     KernelSet,
@@ -241,8 +241,10 @@ def _margin_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntS
         coef_total = (1.0 - ls) * w_y + ls_over_k * w_unmasked
         sc = cast_like(coef_total / s * inv_denom * scale, x0)
         if ls == 0.0:
+            floor = rescale_floor(sc)  # (no subnormal products: see _math.rescale_floor)
             for j in range(np.uint64(C)):
-                g[i, j] *= sc
+                e = g[i, j]
+                g[i, j] = select(e < floor, zero, e) * sc
         else:
             smooth = cast_like(ls_over_k * inv_denom * scale, x0)
             masked_g = zero * sc  # 0, or NaN for a NaN row, as 0 * sc elsewhere
@@ -260,7 +262,7 @@ def _margin_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntS
         dz_y = (1.0 - ls) * w_y * math.expm1(-nll)
         if ls > 0.0:
             dz_y += ls_over_k * (w_unmasked * p_y - (w_y if zy > -np.inf else 0.0))
-        g[i, y] = cast_like(dz_y * inv_denom * scale * dphi, x0)
+        g[i, y] = normal_or_zero(cast_like(dz_y * inv_denom * scale * dphi, x0))
     return loss, m64 + log_s
 
 

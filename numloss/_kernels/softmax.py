@@ -42,7 +42,17 @@ from numpy.typing import NDArray
 
 from .._typing import AnyArray, Float64Array, FloatScalar, IndexArray, IntScalar
 from ._jit import jit, jit_inline, jit_parallel
-from ._math import cast_like, exp_nonpositive, log1p_0_to_127, maxnum, select, tanh_and_sech2, wide_vectors
+from ._math import (
+    cast_like,
+    exp_nonpositive,
+    log1p_0_to_127,
+    maxnum,
+    normal_or_zero,
+    rescale_floor,
+    select,
+    tanh_and_sech2,
+    wide_vectors,
+)
 from ._rows import (
     HalfKernels,
     KernelSet,
@@ -442,14 +452,17 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
             for j in range(Cu):
                 g[i, j] = _clip_probability(g[i, j] * inv_s, epst, hit) * wsc
         elif ls == 0.0:
+            floor = rescale_floor(scale)  # (no subnormal products: see _math.rescale_floor)
             body = np.uint64(_body_end(C))
             for j in range(body):
-                g[i, j] *= scale
+                e = g[i, j]
+                g[i, j] = select(e < floor, zero, e) * scale
             if body < Cu:
                 first = Cu - np.uint64(TAIL_STEP)
                 for k in range(np.uint64(TAIL_STEP)):
                     j = first + k
-                    g[i, j] = select(j >= body, g[i, j] * scale, g[i, j])
+                    e = g[i, j]
+                    g[i, j] = select(j >= body, select(e < floor, zero, e) * scale, e)
         elif not use_cap:
             masked_g = zero * scale  # 0, or NaN for a NaN row, as 0 * scale elsewhere
             body = np.uint64(_body_end(C))
@@ -497,9 +510,9 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
             else:
                 g_y = (1.0 - ls) * w_y * pm1 + (ls_over_k * w_unmasked + 2.0 * z * w_y * lse) * p_y
                 g_y -= ls_over_k * weight[y]
-            g[i, y] = cast_like(g_y * inv_denom, x0) * d_y
+            g[i, y] = normal_or_zero(cast_like(g_y * inv_denom, x0) * d_y)
         else:
-            g[i, y] -= cast_like((1.0 - ls) * w_y * inv_denom, x0) * d_y
+            g[i, y] = normal_or_zero(g[i, y] - cast_like((1.0 - ls) * w_y * inv_denom, x0) * d_y)
     return loss, lse
 
 
@@ -656,10 +669,12 @@ def _softmax_row_prob(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, t
                 p = _clip_probability(exp_nonpositive(x[i, j] - m) * inv_st, epst, hit)
                 g[i, j] = p * qt - cast_like(t[i, j] * weight[j], x0) * invd
         elif store and unit_weights and ls == 0.0:
+            floor = rescale_floor(scale)  # (also drops the masks' negative marks)
             for j in range(Cu):
                 stored = g[i, j]
-                g[i, j] = select(stored < zero, zero, stored) * scale - cast_like(t[i, j], x0) * invd
+                g[i, j] = select(stored < floor, zero, stored) * scale - cast_like(t[i, j], x0) * invd
         elif store:
+            floor = rescale_floor(scale)
             for j in range(Cu):
                 stored = g[i, j]
                 masked = stored < zero
@@ -667,7 +682,7 @@ def _softmax_row_prob(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, t
                 if ls > 0.0:
                     q += select(masked, zero, lsk)
                 q *= cast_like(weight[j], x0)
-                g[i, j] = select(masked, zero, stored) * scale - q * invd
+                g[i, j] = select(stored < floor, zero, stored) * scale - q * invd
         else:
             for j in range(Cu):
                 v = x[i, j]
@@ -694,7 +709,7 @@ def _softmax_row_prob(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, t
             if use_cap:
                 _, d_top = tanh_and_sech2(top_raw / capt)
             # (Q - q) + extra, kept exactly extra when Q == q (a one-hot target)
-            g[i, top] = cast_like(_add_unless_zero(q_total - q_top, extra) * inv_denom, x0) * d_top
+            g[i, top] = normal_or_zero(cast_like(_add_unless_zero(q_total - q_top, extra) * inv_denom, x0) * d_top)
     return loss, lse
 
 
@@ -884,7 +899,7 @@ def _small_c_block(x: AnyArray, g: AnyArray, want_grad: bool, target: IndexArray
     first = np.uint64(r0)
     x0 = x[r0, 0]
     zero = cast_like(0.0, x0)
-    xt, m, s, total, x_y, scale, hit = t.tile, t.m, t.s, t.total, t.x_y, t.scale, t.hit
+    xt, m, s, total, x_y, scale, hit, floor = t.tile, t.m, t.s, t.total, t.x_y, t.scale, t.hit, t.floor
     w_y, kept, rw = t.w_y, t.kept, t.rw
     want_lse = lse_out.shape[0] != 0
     # The transpose in, class by class across the rows (LLVM gathers the
@@ -940,9 +955,12 @@ def _small_c_block(x: AnyArray, g: AnyArray, want_grad: bool, target: IndexArray
         hit[r] = select(x_y[r] == mr, cast_like(w * (2.0 * z * lse - s_minus_1) / s64 * idr, x0),
                         cast_like(w * idr, x0))
     if want_grad:
+        for r in range(B):
+            floor[r] = rescale_floor(scale[r])  # (no subnormal products: see _math.rescale_floor)
         for j in range(Cu):
             for r in range(B):
-                xt[j, r] *= scale[r]
+                e = xt[j, r]
+                xt[j, r] = select(e < floor[r], zero, e) * scale[r]
         # the transpose out: scattered class by class for a few classes,
         # row by row above (each faster on its side: 25 % at C = 2..10,
         # 12 % at C = 16..31)
@@ -959,16 +977,16 @@ def _small_c_block(x: AnyArray, g: AnyArray, want_grad: bool, target: IndexArray
             yu = np.uint64(target[i])
             if kept[r]:
                 if x_y[r] == m[r]:
-                    g[i, yu] = hit[r]
+                    g[i, yu] = normal_or_zero(hit[r])
                 else:
-                    g[i, yu] -= hit[r]
+                    g[i, yu] = normal_or_zero(g[i, yu] - hit[r])
             else:  # zeros, also where the row holds NaN (0 * NaN would not be)
                 for j in range(Cu):
                     g[i, j] = zero
 
 
 #: the scratch arrays of one task of the few-classes kernels
-_TileFields = collections.namedtuple("_TileFields", "tile m s total x_y scale hit w_y kept rw")
+_TileFields = collections.namedtuple("_TileFields", "tile m s total x_y scale hit floor w_y kept rw")
 
 
 @jit
@@ -980,7 +998,7 @@ def _small_c_rows(x: AnyArray, g: AnyArray, want_grad: bool, target: IndexArray,
     dt = x.dtype
     t = _TileFields(np.empty((C, BLOCK_ROWS), dtype=dt), np.empty(BLOCK_ROWS, dtype=dt),
                     np.empty(BLOCK_ROWS, dtype=dt), np.empty(BLOCK_ROWS, dtype=dt), np.empty(BLOCK_ROWS, dtype=dt),
-                    np.empty(BLOCK_ROWS, dtype=dt), np.empty(BLOCK_ROWS, dtype=dt),
+                    np.empty(BLOCK_ROWS, dtype=dt), np.empty(BLOCK_ROWS, dtype=dt), np.empty(BLOCK_ROWS, dtype=dt),
                     np.empty(BLOCK_ROWS, dtype=np.float64), np.empty(BLOCK_ROWS, dtype=np.bool_),
                     np.empty(BLOCK_ROWS, dtype=np.float64))
     for r0 in range(lo, hi, BLOCK_ROWS):
