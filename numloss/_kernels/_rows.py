@@ -174,8 +174,8 @@ def below_max_sum(a: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar, zero:
 
 @jit_inline
 def all_ones(weight: Float64Array) -> bool:
-    """Whether every class weight is 1 (no ``weight``: the wrappers pass ones); label smoothing's
-    sums and gradient then read no weight."""
+    """Whether every class weight is 1 (no ``weight``: the wrappers pass ones); label smoothing's and
+    probability targets' per-class sums and gradient passes then read no weight."""
     ones = 0
     for c in range(weight.shape[0]):
         ones += 1 if weight[c] == 1.0 else 0
