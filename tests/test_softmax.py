@@ -478,10 +478,10 @@ def test_label_smoothing_masks_and_underflow_across_blocks(kind, dtype, rng):
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("smoothing", ["none", "unit-weights", "weights"])
 def test_row_tail_step(C, dtype, smoothing, rng):
-    """The row kernel's last TAIL_STEP classes (without softcap) are one overlapping vector step that
-    masks the classes already done (K.TAIL_STEP): the row's maximum, the target, -inf masks and a NaN
-    placed in the overlap and in the tail; out of place, in place and loss only against the reference;
-    plain, and with label smoothing (its unit-weight sums and gradient, and with class weights)."""
+    """The plain row kernel's last TAIL_STEP classes are one overlapping vector step that masks the
+    classes already done (K.TAIL_STEP): the row's maximum, the target, -inf masks and a NaN placed in
+    the overlap and in the tail; out of place, in place and loss only against the reference. The same
+    rows with label smoothing (whole-row loops; its unit-weight sums in blocks, and class weights)."""
     from numloss._kernels import softmax as K
 
     opts = {"none": {}, "unit-weights": dict(label_smoothing=0.1),

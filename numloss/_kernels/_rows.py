@@ -179,7 +179,7 @@ def all_ones(weight: Float64Array) -> bool:
     ones = 0
     for c in range(weight.shape[0]):
         ones += 1 if weight[c] == 1.0 else 0
-    return ones == weight.shape[0]
+    return bool(ones == weight.shape[0])
 
 
 @jit_inline

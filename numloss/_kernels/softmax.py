@@ -328,8 +328,9 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
     w_dist = 0.0  # sum over unmasked c of w_c (m - x'_c)
     m64 = np.float64(m)  # m - x can overflow float32 (logits of +-3e38)
     masked_mark = -one  # stored for a masked (-inf) class under label smoothing
-    # the loops without softcap stop at the body's end and take the rest in one tail step
-    end = _body_end(C) if not use_cap else C
+    # the plain case's loops stop at the body's end and take the rest in one tail step (label
+    # smoothing's loops too were measured no faster so, and compiled longer)
+    end = _body_end(C) if plain else C
     fused = fused_sums(x)  # sums in the storing loops (long rows), or of the stored terms
     # Explicit loops per case: no branch inside a loop (a conditional in the
     # loop body kept LLVM from vectorising it).
@@ -388,24 +389,9 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
         total += tb
     if end < C:  # the tail step
         first = np.uint64(C - TAIL_STEP)
-        if ls > 0.0:  # (read before the tail step overwrites them in place)
-            if unit_weights:
-                dk, dw, dd = _distance_sums(x, i, weight, np.uint64(end), Cu, m, m64)
-            else:
-                dk, dw, dd = _smoothing_sums(x, i, weight, np.uint64(end), Cu, m64, capt, False)
-            k_unmasked += dk
-            w_unmasked += dw
-            w_dist += dd
         # Its terms are stored (in the gradient row, those before ``end`` kept; or in ``terms``) and
         # summed as a block of their own, as every block is (see _rows.terms_sum).
-        if store and ls > 0.0:  # a masked class stored as masked_mark, as in _exp_sum_block
-            for k in range(np.uint64(TAIL_STEP)):
-                j = first + k
-                v = x[i, j]
-                e = select(v == -np.inf, masked_mark, exp_nonpositive(v - m))
-                g[i, j] = select(j >= np.uint64(end), e, g[i, j])
-            total += terms_sum(g, i, end, C, zero)
-        elif store:
+        if store:
             for k in range(np.uint64(TAIL_STEP)):
                 j = first + k
                 e = exp_nonpositive(x[i, j] - m)  # (in place, x[i, j] for j < end is a stored term: not kept)
@@ -465,28 +451,15 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
                     g[i, j] = select(j >= body, select(e < floor, zero, e) * scale, e)
         elif not use_cap:
             masked_g = zero * scale  # 0, or NaN for a NaN row, as 0 * scale elsewhere
-            body = np.uint64(_body_end(C))
-            first = Cu - np.uint64(TAIL_STEP)
             if unit_weights:
-                for j in range(body):
+                for j in range(Cu):
                     e = g[i, j]
                     g[i, j] = select(e < zero, masked_g, e * scale - smooth)
-                if body < Cu:  # the tail step
-                    for k in range(np.uint64(TAIL_STEP)):
-                        j = first + k
-                        e = g[i, j]
-                        g[i, j] = select(j >= body, select(e < zero, masked_g, e * scale - smooth), e)
             else:
-                for j in range(body):
+                for j in range(Cu):
                     e = g[i, j]
                     smooth_j = smooth * cast_like(weight[j], x0)
                     g[i, j] = select(e < zero, masked_g, e * scale - smooth_j)
-                if body < Cu:
-                    for k in range(np.uint64(TAIL_STEP)):
-                        j = first + k
-                        e = g[i, j]
-                        smooth_j = smooth * cast_like(weight[j], x0)
-                        g[i, j] = select(j >= body, select(e < zero, masked_g, e * scale - smooth_j), e)
         else:
             for j in range(Cu):
                 v = x[i, j]
