@@ -183,6 +183,37 @@ def all_ones(weight: Float64Array) -> bool:
 
 
 @jit_inline
+def distance_sums(x: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar, st: Any, m: Any,
+                  m64: float) -> tuple[float, float]:
+    """``(K, sum_c (m - st x_c))`` over the unmasked classes ``lo:hi`` (``x_c > -inf``; at most a
+    SUM_BLOCK of them) of row ``i``, both float64: label smoothing's sums when every class weight is 1
+    (``st``: the margin losses' scale, 1 for the softmax).
+
+    Summed in the row's dtype (all SIMD lanes, no conversion, no weight
+    read; the terms are >= 0 but the margin target's, so a float32 block sum
+    is good to a few float32 ulp, as the block sums of exponentials are); a
+    block whose sum is not finite (``m - st x`` overflows float32 for logits
+    near +-3e38) is summed again in float64.
+    """
+    zero = cast_like(0.0, m)
+    one = cast_like(1.0, m)
+    k = zero
+    dist = zero
+    for j in range(np.uint64(lo), np.uint64(hi)):
+        v = x[i, j]
+        unmasked = v > -np.inf
+        k += select(unmasked, one, zero)
+        dist += select(unmasked, m - v * st, zero)
+    if dist < np.inf:
+        return np.float64(k), np.float64(dist)
+    dist64 = 0.0
+    for j in range(np.uint64(lo), np.uint64(hi)):
+        v = x[i, j]
+        dist64 += select(v > -np.inf, m64 - np.float64(v * st), 0.0)
+    return np.float64(k), dist64
+
+
+@jit_inline
 def sample_weight_of(row_weight: Float64Array, i: IntScalar) -> Any:
     """Row ``i``'s sample weight: ``row_weight[i]``, or 1 when ``row_weight`` is empty (no sample weights).
 

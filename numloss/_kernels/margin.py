@@ -48,6 +48,7 @@ from ._rows import (
     KernelSet,
     all_ones,
     chunk_bounds,
+    distance_sums,
     float32_rows_to_half,
     fused_sums,
     gradient_array,
@@ -128,31 +129,6 @@ def _sum_exp_scaled(x: AnyArray, g: AnyArray, i: IntScalar, lo: IntScalar, hi: I
 
 
 @jit_inline
-def _scaled_distance_sums(x: AnyArray, i: IntScalar, lo: IntScalar, hi: IntScalar, st: FloatScalar, m: FloatScalar,
-                          m64: float) -> tuple[float, float]:
-    """``(K, sum_c (m - st x_c))`` over the unmasked classes ``lo:hi`` (at most SUM_BLOCK) of row ``i``,
-    for unit class weights: summed in the row's dtype, returned in float64; a block whose sum is not
-    finite (``m - st x`` overflows float32) summed again in float64 (as
-    :func:`.softmax._distance_sums`)."""
-    zero = cast_like(0.0, st)
-    one = cast_like(1.0, st)
-    k = zero
-    dist = zero
-    for j in range(np.uint64(lo), np.uint64(hi)):
-        v = x[i, j]
-        unmasked = v > -np.inf
-        k += select(unmasked, one, zero)
-        dist += select(unmasked, m - v * st, zero)
-    if dist < np.inf:
-        return np.float64(k), np.float64(dist)
-    dist64 = 0.0
-    for j in range(np.uint64(lo), np.uint64(hi)):
-        v = x[i, j]
-        dist64 += select(v > -np.inf, m64 - np.float64(v * st), 0.0)
-    return np.float64(k), dist64
-
-
-@jit_inline
 def _margin_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntScalar, weight: Float64Array, ls: float,
                 scale: float, kind: int, margin: float, cos_m: float, sin_m: float, th: float, mm: float,
                 sin_floor: float, inv_denom: float, ahead: AnyArray, ahead_row: IntScalar,
@@ -197,7 +173,7 @@ def _margin_row(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntS
         # the exponentials' pass, which may overwrite x in place), then the target's term swapped for z_y's
         if unit_weights:
             for j0 in range(0, C, SUM_BLOCK):
-                dk, dd = _scaled_distance_sums(x, i, j0, min(j0 + SUM_BLOCK, C), st, m, m64)
+                dk, dd = distance_sums(x, i, j0, min(j0 + SUM_BLOCK, C), st, m, m64)
                 k_unmasked += dk
                 w_dist += dd
             w_unmasked = k_unmasked

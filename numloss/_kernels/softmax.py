@@ -59,6 +59,7 @@ from ._rows import (
     all_ones,
     below_max_sum,
     chunk_bounds,
+    distance_sums,
     float32_rows_to_half,
     fused_sums,
     gradient_array,
@@ -259,32 +260,6 @@ def _smoothing_sums(x: AnyArray, i: IntScalar, weight: Float64Array, lo: IntScal
 
 
 @jit_inline
-def _distance_sums(x: AnyArray, i: IntScalar, weight: Float64Array, lo: IntScalar, hi: IntScalar, m: FloatScalar,
-                   m64: float) -> tuple[int, float, float]:
-    """:func:`_smoothing_sums` for unit class weights (every ``weight[c] == 1``), no softcap:
-    ``(K, K, sum_c (m - x_c))`` over the unmasked classes ``lo:hi`` (at most SUM_BLOCK).
-
-    Summed in the row's dtype (all SIMD lanes, no conversion, no weight
-    read; the terms are >= 0, so a float32 block sum is good to a few
-    float32 ulp, as the block sums of exponentials are), returned in float64.
-    A block whose sum is not finite (``m - x`` overflows float32 for logits
-    near +-3e38) is summed again by :func:`_smoothing_sums`, in float64.
-    """
-    zero = cast_like(0.0, m)
-    one = cast_like(1.0, m)
-    k = zero
-    dist = zero
-    for j in range(lo, hi):
-        v = x[i, j]
-        unmasked = v > -np.inf
-        k += select(unmasked, one, zero)
-        dist += select(unmasked, m - v, zero)
-    if not dist < np.inf:
-        return _smoothing_sums(x, i, weight, lo, hi, m64, m, False)
-    return np.int64(k), np.float64(k), np.float64(dist)
-
-
-@jit_inline
 def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y: IntScalar, weight: Float64Array,
                      ls: float, z: float, softcap: float, eps: float, inv_denom: float, ahead: AnyArray,
                      ahead_row: IntScalar, terms: AnyArray, unit_weights: bool) -> tuple[float, float]:
@@ -298,7 +273,7 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
     ``terms``: a ``(1, SUM_BLOCK)`` scratch of the logits' dtype (a block's
     exponentials when there is no gradient row to hold them, to be summed).
     ``unit_weights``: every class weight is 1 (label smoothing's sums and
-    gradient then read no weight: :func:`_distance_sums`).
+    gradient then read no weight: :func:`._rows.distance_sums`).
     """
     C = x.shape[1]
     Cu = np.uint64(C)  # unsigned class indices: no wraparound selects, so in-place loops vectorise
@@ -351,7 +326,9 @@ def _softmax_row_int(x: AnyArray, g: AnyArray, i: IntScalar, want_grad: bool, y:
                 # label smoothing's float64 sums, read before this block is
                 # overwritten (in the exponentials' loop they ran 2x slower)
                 if unit_weights:
-                    dk, dw, dd = _distance_sums(x, i, weight, lo, hi, m, m64)
+                    dkf, dd = distance_sums(x, i, lo, hi, one, m, m64)
+                    dk = np.int64(dkf)
+                    dw = dkf
                 else:
                     dk, dw, dd = _smoothing_sums(x, i, weight, lo, hi, m64, capt, False)
                 k_unmasked += dk
